@@ -23,6 +23,7 @@ import (
 	"github.com/sglangd/sglangd/pkg/api"
 	"github.com/sglangd/sglangd/pkg/api/server"
 	"github.com/sglangd/sglangd/pkg/config"
+	"github.com/sglangd/sglangd/pkg/gpu"
 	"github.com/sglangd/sglangd/pkg/store"
 )
 
@@ -33,6 +34,10 @@ type daemon struct {
 	log     *zap.Logger
 	level   zap.AtomicLevel
 	build   api.BuildInfo
+
+	// gpus is set before the API serves and never changes; NVML opens
+	// on first use, so a host without a driver still starts.
+	gpus *gpu.Manager
 
 	mu        sync.RWMutex
 	cfg       config.Config
@@ -64,6 +69,16 @@ func (d *daemon) run(ctx context.Context) error {
 		zap.String("data_dir", cfg.DataDir), zap.String("socket", cfg.API.Socket), zap.Stringer("secrets", cfg.Secrets))
 
 	reg := prometheus.NewRegistry()
+	gpus, err := gpu.New(gpuOptions(cfg.GPU, d.log, reg))
+	if err != nil {
+		return fmt.Errorf("gpu: %w", err)
+	}
+	d.gpus = gpus
+	defer func() {
+		if err := gpus.Close(); err != nil {
+			d.log.Warn("close NVML", zap.Error(err))
+		}
+	}()
 	srv, err := server.New(server.Options{
 		Logger:   d.log,
 		Registry: reg,
@@ -71,6 +86,7 @@ func (d *daemon) run(ctx context.Context) error {
 		Version:  d.version,
 		Checks:   d.checks(),
 		Token:    cfg.Secrets.APIToken,
+		GPUs:     gpuBackend{m: gpus},
 	})
 	if err != nil {
 		return err
@@ -116,6 +132,7 @@ func (d *daemon) run(ctx context.Context) error {
 	notify(d.log, "READY=1\nSTATUS=serving on "+cfg.API.Socket)
 	stopWatchdog := d.watchdog(ctx)
 	defer stopWatchdog()
+	d.reportGPUs(ctx)
 
 	for {
 		select {
