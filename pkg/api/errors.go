@@ -26,6 +26,8 @@ const (
 	CodeCanceled           = "canceled"
 	CodeNotImplemented     = "not_implemented"
 	CodeInternal           = "internal"
+	// CodeMethodNotAllowed answers a known path called with the wrong method.
+	CodeMethodNotAllowed = "method_not_allowed"
 )
 
 // codeTable maps codes to their error class and HTTP status. Order matters
@@ -112,6 +114,10 @@ func HintOf(err error) string {
 	var h Hinter
 	if errors.As(err, &h) {
 		return h.Hint()
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Hint
 	}
 	return ""
 }

@@ -94,10 +94,37 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
 	s.handle("GET /v1/version", s.getVersion)
 	s.handle("GET /v1/doctor", s.getDoctor)
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))
-	})
 }
+
+// ServeHTTP routes a request, answering unknown paths and wrong methods
+// with the API's JSON errors instead of the mux's plain text.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	probe := &headerProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if probe.code == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		WriteError(w, &api.Error{Status: http.StatusMethodNotAllowed, Code: api.CodeMethodNotAllowed,
+			Message: fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow"))})
+		return
+	}
+	WriteError(w, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))
+}
+
+// headerProbe captures what the mux's own not-found/not-allowed handler
+// would answer, without sending it.
+type headerProbe struct {
+	header http.Header
+	code   int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(code int)        { p.code = code }
 
 // HandlerFunc is an API handler that returns its error instead of writing
 // it, so every error gets the same JSON shape and status mapping.
@@ -123,7 +150,7 @@ func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
 // Handler returns the handler for a listener; tcp adds authentication.
 func (s *Server) Handler(tcp bool) http.Handler {
-	var h http.Handler = s.mux
+	var h http.Handler = s
 	if tcp {
 		h = s.authenticate(h)
 	}
