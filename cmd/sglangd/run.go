@@ -23,6 +23,7 @@ import (
 	"github.com/sglangd/sglangd/pkg/api"
 	"github.com/sglangd/sglangd/pkg/api/server"
 	"github.com/sglangd/sglangd/pkg/config"
+	"github.com/sglangd/sglangd/pkg/operation"
 	"github.com/sglangd/sglangd/pkg/store"
 )
 
@@ -64,7 +65,12 @@ func (d *daemon) run(ctx context.Context) error {
 		zap.String("data_dir", cfg.DataDir), zap.String("socket", cfg.API.Socket), zap.Stringer("secrets", cfg.Secrets))
 
 	reg := prometheus.NewRegistry()
+	// Operations (pulls, sessions) live under the daemon's context and end
+	// with it, never with the request that started them.
+	ops := operation.NewManager(ctx, d.log)
+	defer ops.Close()
 	srv, err := server.New(server.Options{
+		Operations: ops,
 		Logger:   d.log,
 		Registry: reg,
 		Build:    d.build,
