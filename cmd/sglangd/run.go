@@ -71,12 +71,12 @@ func (d *daemon) run(ctx context.Context) error {
 	defer ops.Close()
 	srv, err := server.New(server.Options{
 		Operations: ops,
-		Logger:   d.log,
-		Registry: reg,
-		Build:    d.build,
-		Version:  d.version,
-		Checks:   d.checks(),
-		Token:    cfg.Secrets.APIToken,
+		Logger:     d.log,
+		Registry:   reg,
+		Build:      d.build,
+		Version:    d.version,
+		Checks:     d.checks(),
+		Token:      cfg.Secrets.APIToken,
 	})
 	if err != nil {
 		return err
