@@ -129,6 +129,9 @@ func (d *daemon) run(ctx context.Context) error {
 			d.log.Info("stopping sglangd", zap.Duration("deadline", cfg.API.ShutdownTimeout.D()))
 			notify(d.log, "STOPPING=1")
 			srv.SetReady(false)
+			// Cancel running operations before the store closes: downloads
+			// resume on the next start, sessions record the interruption.
+			ops.Close()
 			if err := shutdown(srv, cfg.API.ShutdownTimeout.D()); err != nil {
 				d.log.Warn("graceful stop ran past its deadline; closed remaining connections", zap.Error(err))
 				return fmt.Errorf("graceful stop ran past api.shutdown_timeout (%s): %w", cfg.API.ShutdownTimeout.D(), err)
