@@ -24,6 +24,7 @@ import (
 	"github.com/sglangd/sglangd/pkg/api/server"
 	"github.com/sglangd/sglangd/pkg/config"
 	"github.com/sglangd/sglangd/pkg/gpu"
+	"github.com/sglangd/sglangd/pkg/operation"
 	"github.com/sglangd/sglangd/pkg/store"
 )
 
@@ -79,14 +80,19 @@ func (d *daemon) run(ctx context.Context) error {
 			d.log.Warn("close NVML", zap.Error(err))
 		}
 	}()
+	// Operations (pulls, sessions) live under the daemon's context and end
+	// with it, never with the request that started them.
+	ops := operation.NewManager(ctx, d.log)
+	defer ops.Close()
 	srv, err := server.New(server.Options{
-		Logger:   d.log,
-		Registry: reg,
-		Build:    d.build,
-		Version:  d.version,
-		Checks:   d.checks(),
-		Token:    cfg.Secrets.APIToken,
-		GPUs:     gpuBackend{m: gpus},
+		Operations: ops,
+		Logger:     d.log,
+		Registry:   reg,
+		Build:      d.build,
+		Version:    d.version,
+		Checks:     d.checks(),
+		Token:      cfg.Secrets.APIToken,
+		GPUs:       gpuBackend{m: gpus},
 	})
 	if err != nil {
 		return err
@@ -140,6 +146,9 @@ func (d *daemon) run(ctx context.Context) error {
 			d.log.Info("stopping sglangd", zap.Duration("deadline", cfg.API.ShutdownTimeout.D()))
 			notify(d.log, "STOPPING=1")
 			srv.SetReady(false)
+			// Cancel running operations before the store closes: downloads
+			// resume on the next start, sessions record the interruption.
+			ops.Close()
 			if err := shutdown(srv, cfg.API.ShutdownTimeout.D()); err != nil {
 				d.log.Warn("graceful stop ran past its deadline; closed remaining connections", zap.Error(err))
 				return fmt.Errorf("graceful stop ran past api.shutdown_timeout (%s): %w", cfg.API.ShutdownTimeout.D(), err)

@@ -26,6 +26,8 @@ const (
 	CodeCanceled           = "canceled"
 	CodeNotImplemented     = "not_implemented"
 	CodeInternal           = "internal"
+	// CodeMethodNotAllowed answers a known path called with the wrong method.
+	CodeMethodNotAllowed = "method_not_allowed"
 )
 
 // codeTable maps codes to their error class and HTTP status. Order matters
