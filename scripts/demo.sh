@@ -12,6 +12,12 @@ log="$work/sglangd.log"
 cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+# Without an NVIDIA driver, run the simulator path (gpu.mode none) so the
+# doctor passes; on a GPU host the demo uses the real GPUs.
+if [ -z "${SGLANGD_GPU_MODE:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libnvidia-ml\.so\.1'; then
+  export SGLANGD_GPU_MODE=none
+  echo "== no NVIDIA driver here: gpu.mode none (sessions run without GPUs)"
+fi
 echo "== starting sglangd (data $work/data, socket $sock, log $log)"
 SGLANGD_CONFIG= bin/sglangd --data-dir "$work/data" --socket "$sock" --log-level info >"$log" 2>&1 &
 pid=$!
@@ -26,6 +32,8 @@ echo "== sglangctl version"
 bin/sglangctl version
 echo "== sglangctl doctor"
 bin/sglangctl doctor
+echo "== sglangctl gpu list"
+bin/sglangctl gpu list
 echo "== sglangctl doctor -o json (first lines)"
 bin/sglangctl doctor -o json | sed -n 1,12p
 
