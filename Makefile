@@ -7,6 +7,9 @@ PKG       := github.com/sglangd/sglangd
 LDFLAGS   := -s -w -X $(PKG)/internal/buildinfo.Version=$(VERSION) -X $(PKG)/internal/buildinfo.Commit=$(COMMIT)
 BIN       := bin
 GOFLAGS_TEST ?= -race -count=1 -timeout 30m
+# go-nvml's cgo code uses NVML functions NVIDIA marked deprecated; the
+# warnings are noise (we probe symbols before calling them).
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 .PHONY: help build test lint fmt-check vet staticcheck unit-test verify-unit stage-test demo install clean
 
