@@ -70,11 +70,20 @@ func (c Credentials) ngcRegistries() []string {
 	return c.NGCRegistries
 }
 
+// configDir resolves the Docker client config directory on every call
+// (docker/cli's own Dir() caches the first answer for the process).
 func (c Credentials) configDir() string {
 	if c.DockerConfigDir != "" {
 		return c.DockerConfigDir
 	}
-	return cliconfig.Dir()
+	if d := os.Getenv(cliconfig.EnvOverrideConfigDir); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return cliconfig.Dir()
+	}
+	return filepath.Join(home, ".docker")
 }
 
 // RegistryOf returns the registry host of an image reference, "docker.io"

@@ -18,7 +18,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sglangd_image_pulls_total",
-			Help: "Image pulls by result: pulled, present, or the failure (unauthenticated, denied, not_found, unreachable, not_present, other, error).",
+			Help: "Image pulls by result: pulled, up_to_date, present, or the failure (unauthenticated, denied, not_found, unreachable, not_present, other, error).",
 		}, []string{"result"}),
 		pullSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sglangd_image_pull_duration_seconds",

@@ -79,7 +79,8 @@ type Image struct {
 	// Env holds the image's version-bearing variables (CUDA_*, NVIDIA_*,
 	// SGLANG_*, NCCL_VERSION, PYTORCH_VERSION...).
 	Env map[string]string `json:"env,omitempty"`
-	// Pulled is true when this call downloaded it.
+	// Pulled is true when this call downloaded something; false when the
+	// image was present (if-missing, never) or up to date (always).
 	Pulled bool `json:"pulled"`
 	// CredentialSource says which credentials the pull used.
 	CredentialSource string `json:"credential_source,omitempty"`
@@ -395,6 +396,7 @@ func (m *Manager) pull(ctx context.Context, op *pullOp) (*Image, error) {
 		return fail(err)
 	}
 	var digest string
+	upToDate := false
 	for jm, err := range rc.JSONMessages(ctx) {
 		if err != nil {
 			return fail(err)
@@ -414,6 +416,7 @@ func (m *Manager) pull(ctx context.Context, op *pullOp) (*Image, error) {
 		if d, ok := strings.CutPrefix(ev.Status, "Digest: "); ok {
 			digest = strings.TrimSpace(d)
 		}
+		upToDate = upToDate || strings.HasPrefix(ev.Status, "Status: Image is up to date")
 		if ev.Status == "" {
 			continue
 		}
@@ -426,8 +429,12 @@ func (m *Manager) pull(ctx context.Context, op *pullOp) (*Image, error) {
 	if img.Digest == "" && digest != "" {
 		img.Digest = digest
 	}
-	img.Pulled, img.CredentialSource = true, source
-	m.metrics.pulls.WithLabelValues("pulled").Inc()
+	img.Pulled, img.CredentialSource = !upToDate, source
+	if upToDate {
+		m.metrics.pulls.WithLabelValues("up_to_date").Inc()
+	} else {
+		m.metrics.pulls.WithLabelValues("pulled").Inc()
+	}
 	m.metrics.pullSeconds.Observe(time.Since(start).Seconds())
 	log.Info("pulled image", zap.String("digest", img.Digest), zap.String("id", img.ID),
 		zap.String("cuda", img.CUDAVersion), zap.String("sglang", img.SGLangVersion), zap.Duration("took", time.Since(start)))

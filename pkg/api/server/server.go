@@ -55,6 +55,8 @@ type Options struct {
 	Operations *operation.Manager
 	// GPUs answers GET /v1/gpus.
 	GPUs GPUBackend
+	// Images answers POST /v1/images/pull and GET /v1/images.
+	Images ImageBackend
 }
 
 // Server is the API server. Create it with New, then Serve listeners.
@@ -107,6 +109,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/doctor", s.getDoctor)
 	s.operationRoutes()
 	s.handle("GET /v1/gpus", s.listGPUs)
+	s.imageRoutes()
 }
 
 // ServeHTTP routes a request, answering unknown paths and wrong methods
