@@ -301,8 +301,5 @@ func (m *Manager) engineError(op string, err error) error {
 		return withHint(fmt.Errorf("docker %s: engine at %s unreachable: %w: %v", op, m.cli.DaemonHost(), errdefs.ErrUnavailable, err),
 			"is dockerd running (systemctl status docker)? is docker.host / DOCKER_HOST right, and may the sglangd user use the socket (docker group)?")
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("docker %s: %w", op, err)
-	}
 	return fmt.Errorf("docker %s: %w", op, err)
 }

@@ -139,9 +139,10 @@ func (m *Manager) adopt(ctx context.Context, c container.Summary, idle bool) (*S
 	if err := m.resolveURL(ctx, srv, port); err != nil {
 		return nil, err
 	}
-	waitRes := m.cli.ContainerWait(m.base, c.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	waitCtx, cancelWait := context.WithCancel(m.base)
+	waitRes := m.cli.ContainerWait(waitCtx, c.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	m.track(srv)
-	m.watch(srv, waitRes)
+	m.watch(srv, waitRes, cancelWait)
 	return srv, nil
 }
 

@@ -106,8 +106,11 @@ func (m *Manager) Start(ctx context.Context, spec ServerSpec) (*Server, error) {
 	}
 	// Register the exit wait before starting, so even an instant crash is
 	// seen (next-exit, not not-running: the container is "created" now).
-	waitRes := m.cli.ContainerWait(m.base, created, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	// Its context ends the client's wait goroutine if nobody reads it.
+	waitCtx, cancelWait := context.WithCancel(m.base)
+	waitRes := m.cli.ContainerWait(waitCtx, created, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
 	if _, err := m.cli.ContainerStart(ctx, created, client.ContainerStartOptions{}); err != nil {
+		cancelWait()
 		m.metrics.starts.WithLabelValues("error").Inc()
 		serr := startError(name, err)
 		log.Warn("server container failed to start", zap.Error(err))
@@ -116,11 +119,12 @@ func (m *Manager) Start(ctx context.Context, spec ServerSpec) (*Server, error) {
 	}
 	srv.StartedAt = time.Now()
 	if err := m.resolveURL(ctx, srv, s.Port); err != nil {
+		cancelWait()
 		m.removeQuietly(created)
 		return nil, err
 	}
 	m.track(srv)
-	m.watch(srv, waitRes)
+	m.watch(srv, waitRes, cancelWait)
 	log.Info("server container started", zap.String("id", shortID(created)), zap.String("url", srv.URL),
 		zap.String("spec_hash", hash), zap.Strings("cmd", cfg.Cmd), zap.Bool("gpus", !s.GPUs.None()))
 	return srv, nil
@@ -201,8 +205,9 @@ func (m *Manager) untrack(srv *Server) {
 	m.mu.Unlock()
 }
 
-// watch starts the server's log follower and exit watcher.
-func (m *Manager) watch(srv *Server, waitRes client.ContainerWaitResult) {
+// watch starts the server's log follower and exit watcher; cancelWait
+// releases the wait's context once the watcher is done.
+func (m *Manager) watch(srv *Server, waitRes client.ContainerWaitResult, cancelWait context.CancelFunc) {
 	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
@@ -211,6 +216,7 @@ func (m *Manager) watch(srv *Server, waitRes client.ContainerWaitResult) {
 	}()
 	go func() {
 		defer m.wg.Done()
+		defer cancelWait()
 		m.waitExit(srv, waitRes)
 	}()
 }

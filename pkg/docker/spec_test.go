@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -184,5 +185,24 @@ func TestLineRing(t *testing.T) {
 	_, _ = r.Write([]byte(long + "\n"))
 	if got := r.last(1); len(got[0]) != maxLine {
 		t.Errorf("a long line kept %d bytes, want %d", len(got[0]), maxLine)
+	}
+}
+
+func TestEngineUnreachable(t *testing.T) {
+	m := unitManager(t, Options{Host: "unix://" + filepath.Join(t.TempDir(), "no.sock")})
+	for name, err := range map[string]error{
+		"pull": func() error {
+			_, err := m.Pull(context.Background(), "nvcr.io/nvidia/sglang:26.01-py3", PullIfMissing, nil)
+			return err
+		}(),
+		"info": func() error { _, err := m.Info(context.Background()); return err }(),
+		"reconcile": func() error {
+			_, err := m.Reconcile(context.Background(), nil)
+			return err
+		}(),
+	} {
+		if !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "unreachable") || !strings.Contains(HintOf(err), "dockerd") {
+			t.Errorf("%s: %v (hint %q), want unavailable with a hint", name, err, HintOf(err))
+		}
 	}
 }

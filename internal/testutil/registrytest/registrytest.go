@@ -119,13 +119,7 @@ type ImageOptions struct {
 // FakeServerImage returns an image whose /usr/bin/python3 is fakesglang.
 func FakeServerImage(tb testing.TB, o ImageOptions) v1.Image {
 	tb.Helper()
-	bin := fakeServerBinary(tb)
-	layers := []v1.Layer{layer(tb, []file{
-		{name: "usr/", dir: true, mode: 0o755},
-		{name: "usr/bin/", dir: true, mode: 0o755},
-		{name: "usr/bin/python3", body: bin, mode: 0o755},
-		{name: "tmp/", dir: true, mode: 0o1777},
-	})}
+	layers := []v1.Layer{binaryLayer(tb)}
 	if o.PayloadBytes > 0 {
 		payload := make([]byte, o.PayloadBytes)
 		_, _ = rand.Read(payload)
@@ -185,7 +179,8 @@ func layer(tb testing.TB, files []file) v1.Layer {
 		tb.Fatalf("tar close: %v", err)
 	}
 	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
+		tarball.WithCompressedCaching)
 	if err != nil {
 		tb.Fatalf("layer: %v", err)
 	}
@@ -196,7 +191,26 @@ var (
 	binOnce sync.Once
 	binData []byte
 	binErr  error
+
+	layerOnce sync.Once
+	binLayer  v1.Layer
 )
+
+// binaryLayer is the fakesglang layer, built and compressed once per test
+// process (every image shares it; only payload layers differ).
+func binaryLayer(tb testing.TB) v1.Layer {
+	tb.Helper()
+	bin := fakeServerBinary(tb)
+	layerOnce.Do(func() {
+		binLayer = layer(tb, []file{
+			{name: "usr/", dir: true, mode: 0o755},
+			{name: "usr/bin/", dir: true, mode: 0o755},
+			{name: "usr/bin/python3", body: bin, mode: 0o755},
+			{name: "tmp/", dir: true, mode: 0o1777},
+		})
+	})
+	return binLayer
+}
 
 // fakeServerBinary builds fakesglang once per test process, statically
 // (CGO_ENABLED=0: a scratch image has no libc), and keeps it in memory.
