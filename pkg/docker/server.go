@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,7 +127,7 @@ func (m *Manager) Start(ctx context.Context, spec ServerSpec) (*Server, error) {
 	m.track(srv)
 	m.watch(srv, waitRes, cancelWait)
 	log.Info("server container started", zap.String("id", shortID(created)), zap.String("url", srv.URL),
-		zap.String("spec_hash", hash), zap.Strings("cmd", cfg.Cmd), zap.Bool("gpus", !s.GPUs.None()))
+		zap.String("spec_hash", hash), zap.Strings("cmd", redactArgs(cfg.Cmd)), zap.Bool("gpus", !s.GPUs.None()))
 	return srv, nil
 }
 
@@ -405,6 +406,29 @@ func (s *Server) isIdle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.idle
+}
+
+// redactArgs hides the values of secret flags (--api-key,
+// --admin-api-key, anything naming a token or password) for logging.
+func redactArgs(args []string) []string {
+	out := make([]string, len(args))
+	secret := func(flag string) bool {
+		f := strings.ToLower(flag)
+		return strings.HasPrefix(f, "--") && (strings.Contains(f, "key") || strings.Contains(f, "token") || strings.Contains(f, "password") || strings.Contains(f, "secret"))
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if name, _, ok := strings.Cut(a, "="); ok && secret(name) {
+			out[i] = name + "=<redacted>"
+			continue
+		}
+		out[i] = a
+		if secret(a) && i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+			out[i+1] = "<redacted>"
+			i++
+		}
+	}
+	return out
 }
 
 func shortID(id string) string {

@@ -206,3 +206,11 @@ func TestEngineUnreachable(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactArgs(t *testing.T) {
+	got := redactArgs([]string{"python3", "--model-path", "/m", "--api-key", "sk-1", "--admin-api-key=sk-2", "--enable-metrics", "--hf-token", "--x"})
+	want := []string{"python3", "--model-path", "/m", "--api-key", "<redacted>", "--admin-api-key=<redacted>", "--enable-metrics", "--hf-token", "--x"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
