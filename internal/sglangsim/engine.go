@@ -3,6 +3,8 @@ package sglangsim
 import (
 	"context"
 	"fmt"
+
+	"github.com/containerd/errdefs"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +112,8 @@ func (e *engine) control(ctx context.Context, m ctrlMsg) (ctrlReply, error) {
 		return r, nil
 	case <-ctx.Done():
 		return ctrlReply{}, ctx.Err()
+	case <-e.srv.ctx.Done():
+		return ctrlReply{}, fmt.Errorf("sglang server stopped: %w", errdefs.ErrUnavailable)
 	}
 }
 

@@ -55,6 +55,7 @@ func (s *Server) merge(dir, id, logPrefix string) (string, int, int, error) {
 		files = append(files, rankFile{path: m, rank: r, present: present})
 	}
 	if len(files) == 0 {
+		//lint:ignore ST1005 SGLang's merger logs exactly this text.
 		return "", 0, 0, fmt.Errorf("No trace files found for profile_id: %s", id)
 	}
 	s.log.printf(logPrefix, "Found %d trace files to merge", len(files))

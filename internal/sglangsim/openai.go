@@ -188,6 +188,8 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request, object, idP
 			select {
 			case <-r.Context().Done():
 				return
+			case <-s.ctx.Done():
+				return
 			case tok, ok := <-req.out:
 				if !ok {
 					if includeUsage {
@@ -215,6 +217,8 @@ func (s *Server) serveOpenAI(w http.ResponseWriter, r *http.Request, object, idP
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-s.ctx.Done():
 			return
 		case tok, ok := <-req.out:
 			if ok {
@@ -294,6 +298,8 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-s.ctx.Done():
 			return
 		case tok, ok := <-gr.out:
 			if !ok {

@@ -272,10 +272,16 @@ func (s *Server) run() {
 	if !a.SkipServerWarmup {
 		s.log.printf("", "INFO:     127.0.0.1:%d - \"GET /model_info HTTP/1.1\" 200 OK", 40000)
 		r := s.submit(8, 8, false)
-		for range r.out {
-		}
-		if s.ctx.Err() != nil {
-			return
+	warmup:
+		for {
+			select {
+			case _, ok := <-r.out:
+				if !ok {
+					break warmup
+				}
+			case <-s.ctx.Done():
+				return
+			}
 		}
 		if s.opts.WarmupError != "" {
 			s.log.printf("", "Initialization failed. warmup error: %s", s.opts.WarmupError)

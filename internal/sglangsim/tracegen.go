@@ -360,6 +360,14 @@ func (g *gen) step(st stepRecord) {
 			}
 			cpuT += 12 * us
 		}
+		ext := g.nextExt()
+		g.cpu = append(g.cpu, ev{cat: catCPUOp, name: "aten::fill_", pid: g.sp.pid, tid: g.sp.pid, ts: cpuT, dur: 9 * us, ext: ext})
+		fc := g.nextCorr()
+		g.launch("cudaLaunchKernel", 211, false, cpuT+2*us, 5*us, ext, fc, true)
+		ft := max(cpuT+9*us, gpuT+us)
+		g.device(catKernel, kFill.name, kFill, ft, 1100, ext, fc, g.grid(kFill, bs, toks), 0, nil)
+		gpuT = ft + 1100
+		cpuT += 12 * us
 		launchDur := 10*us + int64(len(ops))*300
 		end := cpuT + 4*us + launchDur + 3*us
 		pyReplay := g.pyEv("/sgl-workspace/sglang/python/sglang/srt/model_executor/cuda_graph_runner.py(850): replay", cpuT, end+us-cpuT, pyFwd)
@@ -370,6 +378,9 @@ func (g *gen) step(st stepRecord) {
 		if firstGPU < 0 {
 			firstGPU = kt
 		}
+		// Graph nodes include the memset clearing the attention metadata.
+		g.device(catMemset, "Memset (Device)", nil, kt, 900, 0, corr, [3]int{}, int64(4*bs), nil)
+		kt += 900 + int64(g.jitter(500, 900))
 		for i, op := range ops {
 			d := int64(op.wDecode / totalW * gpuBudget * g.jitter(0.9, 1.1))
 			if op.comm == "allreduce" {
@@ -384,6 +395,17 @@ func (g *gen) step(st stepRecord) {
 	} else {
 		n := int64(len(ops))
 		spacing := min(max(int64(float64(D)*0.5)/max(n, 1), 4*us), 35*us)
+		// Clear the attention metadata buffer (cudaMemsetAsync).
+		ext := g.nextExt()
+		g.cpu = append(g.cpu, ev{cat: catCPUOp, name: "aten::zero_", pid: g.sp.pid, tid: g.sp.pid, ts: cpuT, dur: 10 * us, ext: ext})
+		g.cpu = append(g.cpu, ev{cat: catCPUOp, name: "aten::fill_", pid: g.sp.pid, tid: g.sp.pid, ts: cpuT + us, dur: 8 * us, ext: g.nextExt()})
+		ext = g.ext
+		corr := g.nextCorr()
+		g.launch("cudaMemsetAsync", 51, false, cpuT+2*us, 5*us, ext, corr, true)
+		mt := max(cpuT+8*us, gpuT+us)
+		g.device(catMemset, "Memset (Device)", nil, mt, 900, ext, corr, [3]int{}, int64(4*bs), nil)
+		firstGPU, gpuT = mt, mt+900
+		cpuT += 12 * us
 		pyModel := g.pyEv("/sgl-workspace/sglang/python/sglang/srt/models/qwen3.py(410): forward", cpuT, n*spacing, pyFwd)
 		perLayer := len(g.layerOps(decode))
 		for i, op := range ops {

@@ -95,10 +95,7 @@ func BuildBinary(ctx context.Context, dir, goarch string) (string, error) {
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, serr := os.Stat(goTool); serr != nil {
-			return "", fmt.Errorf("build sglang-sim: the go tool is not on PATH (%v): %w", err, errdefs.ErrFailedPrecondition)
-		}
+		return "", fmt.Errorf("build sglang-sim: the go tool is not on PATH (%v); install Go or pass Options.Binary: %w", err, errdefs.ErrFailedPrecondition)
 	}
 	out := filepath.Join(dir, "sglang-sim")
 	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", out, modulePath+"/cmd/sglang-sim")
