@@ -109,7 +109,9 @@ func WithHint(err error, format string, args ...any) error {
 	return &hinted{err: err, hint: fmt.Sprintf(format, args...)}
 }
 
-// HintOf returns the first hint found in err's chain, or "".
+// HintOf returns the first hint found in err's chain, or "". An *Error
+// decoded from the daemon carries its hint as a field, not a method, so it
+// is looked for too.
 func HintOf(err error) string {
 	var h Hinter
 	if errors.As(err, &h) {

@@ -73,7 +73,9 @@ func startDaemon(t *testing.T, dir string, args ...string) *daemonProc {
 		}
 	}()
 	d.cmd = exec.Command(bin, append([]string{"--data-dir", filepath.Join(dir, "data"), "--socket", sock}, args...)...)
-	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "SGLANGD_CONFIG=")
+	// gpu.mode none: these tests run on hosts without an NVIDIA driver,
+	// where the doctor's GPU check would fail (cmd/sglangd tests cover it).
+	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "SGLANGD_CONFIG=", "WATCHDOG_USEC=400000", "SGLANGD_GPU_MODE=none")
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	start := time.Now()
 	if err := d.cmd.Start(); err != nil {
@@ -153,6 +155,9 @@ func TestDaemonLifecycle(t *testing.T) {
 	d := startDaemon(t, dir)
 	t.Logf("cold start to READY=1: %s", d.readyIn)
 	host := "--host=unix://" + d.sock
+	if !d.waitNotify(t, "WATCHDOG=1", 5*time.Second) {
+		t.Error("no WATCHDOG=1 within 5s although WATCHDOG_USEC=400000")
+	}
 
 	fi, err := os.Stat(d.sock)
 	if err != nil || fi.Mode().Perm() != 0o660 {

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sglangd/sglangd/pkg/api"
+	"github.com/sglangd/sglangd/pkg/operation"
 )
 
 // Check is one doctor check. Run must honour ctx and never panic; its
@@ -48,12 +49,19 @@ type Options struct {
 	Checks []Check
 	// Token is required as a bearer token on TCP listeners.
 	Token string
+	// Operations runs long operations detached from requests; New creates
+	// one under context.Background() if nil (tests), the daemon passes its
+	// own so operations end with the daemon.
+	Operations *operation.Manager
+	// GPUs answers GET /v1/gpus.
+	GPUs GPUBackend
 }
 
 // Server is the API server. Create it with New, then Serve listeners.
 type Server struct {
 	opts    Options
 	log     *zap.Logger
+	ops     *operation.Manager
 	mux     *http.ServeMux
 	ready   atomic.Bool
 	metrics *apiMetrics
@@ -70,7 +78,10 @@ func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{opts: opts, log: opts.Logger.Named("api"), mux: http.NewServeMux()}
+	if opts.Operations == nil {
+		opts.Operations = operation.NewManager(context.Background(), opts.Logger)
+	}
+	s := &Server{opts: opts, log: opts.Logger.Named("api"), mux: http.NewServeMux(), ops: opts.Operations}
 	m, err := newAPIMetrics(opts.Registry, opts.Build)
 	if err != nil {
 		return nil, err
@@ -94,6 +105,8 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
 	s.handle("GET /v1/version", s.getVersion)
 	s.handle("GET /v1/doctor", s.getDoctor)
+	s.operationRoutes()
+	s.handle("GET /v1/gpus", s.listGPUs)
 }
 
 // ServeHTTP routes a request, answering unknown paths and wrong methods
