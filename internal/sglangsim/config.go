@@ -93,6 +93,21 @@ type SimOptions struct {
 	StrictArgs bool
 }
 
+// TestOptions returns SimOptions suited to other packages' tests: 1 ms model
+// load and batches, 5 ms health polls, two layers per traced step and no
+// export delay, so a whole start/traffic/stop cycle takes well under a second
+// even under -race. Adjust fields (faults, ExportPerMB) as needed.
+func TestOptions() SimOptions {
+	return SimOptions{
+		LoadTime:           time.Millisecond,
+		DecodeStepTime:     time.Millisecond,
+		PrefillTokenTime:   time.Microsecond,
+		ExportPerMB:        -1,
+		HealthPollInterval: 5 * time.Millisecond,
+		Layers:             2,
+	}
+}
+
 // IntPtr returns a pointer to n, for SimOptions.CorruptRank and MissingRank.
 func IntPtr(n int) *int { return &n }
 

@@ -76,7 +76,8 @@ func newEngine(s *Server, dp int) *engine {
 	a := &s.cfg.Args
 	for pp := 0; pp < a.PPSize; pp++ {
 		for tp := 0; tp < a.TPSize; tp++ {
-			e.ranks = append(e.ranks, Rank{TP: tp, DP: dp, PP: pp, EP: tp % a.EPSize})
+			// SGLang: moe_ep_rank = tp_rank // (tp_size // ep_size).
+			e.ranks = append(e.ranks, Rank{TP: tp, DP: dp, PP: pp, EP: tp * a.EPSize / a.TPSize})
 		}
 	}
 	e.prof.init()

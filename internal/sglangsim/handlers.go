@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -227,9 +229,19 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writePlain(w, http.StatusServiceUnavailable, "")
 }
 
-// modelArch guesses the HF architecture from the model path, for
-// /model_info.
+// modelArch returns the architecture and model type for /model_info: from
+// config.json when the model path is a local directory (as SGLang reads it),
+// otherwise guessed from the name.
 func modelArch(path string) (arch, modelType string) {
+	if b, err := os.ReadFile(filepath.Join(path, "config.json")); err == nil {
+		var cfg struct {
+			Architectures []string `json:"architectures"`
+			ModelType     string   `json:"model_type"`
+		}
+		if json.Unmarshal(b, &cfg) == nil && len(cfg.Architectures) > 0 {
+			return cfg.Architectures[0], cfg.ModelType
+		}
+	}
 	p := strings.ToLower(path)
 	switch {
 	case strings.Contains(p, "qwen3"):

@@ -43,18 +43,7 @@ type testSim struct {
 	dir string
 }
 
-// fastSim returns options that keep tests quick: tiny load and step times,
-// two layers per traced step, no export delay.
-func fastSim() SimOptions {
-	return SimOptions{
-		LoadTime:           time.Millisecond,
-		DecodeStepTime:     time.Millisecond,
-		PrefillTokenTime:   time.Microsecond,
-		ExportPerMB:        -1,
-		HealthPollInterval: 5 * time.Millisecond,
-		Layers:             2,
-	}
-}
+func fastSim() SimOptions { return TestOptions() }
 
 // startSim starts a simulator on 127.0.0.1:0 and waits until it is ready.
 // mutate may adjust the configuration (args, env, sim options) first.

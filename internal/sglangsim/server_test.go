@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -371,4 +373,17 @@ func jsonObj(t *testing.T, b string) map[string]any {
 		t.Fatalf("body is not a JSON object: %v: %s", err, b)
 	}
 	return m
+}
+
+func TestModelInfo_ReadsLocalConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"architectures":["MistralForCausalLM"],"model_type":"mistral"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startSim(t, func(c *Config) { c.Args.ModelPath = dir })
+	m := jsonObj(t, s.do("GET", "/model_info", "").body)
+	if m["model_type"] != "mistral" || m["model_path"] != dir {
+		t.Errorf("model_info %v", m)
+	}
 }

@@ -508,3 +508,33 @@ func sameKeys(a, b map[string]any) bool {
 	sort.Strings(kb)
 	return strings.Join(ka, ",") == strings.Join(kb, ",")
 }
+
+// BenchmarkWriteTrace measures trace generation for a Qwen3-8B-sized model
+// (36 layers, TP=2): one prefill and 32 graph-replayed decode steps.
+func BenchmarkWriteTrace(b *testing.B) {
+	sp := fixtureLikeSpec(0, 2, true)
+	sp.layers = 36
+	last := sp.steps[len(sp.steps)-1]
+	for i := range 24 {
+		st := last
+		st.ct += i + 1
+		st.start = last.start.Add(time.Duration(i+1) * 4500 * time.Microsecond)
+		st.end = st.start.Add(4 * time.Millisecond)
+		sp.steps = append(sp.steps, st)
+	}
+	sp.stop = sp.steps[len(sp.steps)-1].end.Add(time.Millisecond)
+	var cw countWriter
+	events, _ := writeTrace(&cw, sp)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		writeTrace(io.Discard, sp)
+	}
+	b.ReportMetric(float64(events), "events/op")
+	b.ReportMetric(float64(cw.n)/1e6, "MB/op")
+	b.SetBytes(cw.n)
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }

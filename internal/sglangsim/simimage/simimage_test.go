@@ -3,6 +3,7 @@ package simimage
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -219,10 +220,11 @@ func TestWriteTarball(t *testing.T) {
 	}
 }
 
-// TestDocker_RunAnswersHealth loads the real image into the local engine,
+// TestDocker_RunHealthAndManualFlow loads the real image into the local engine,
 // runs it as sglangd will (python3 -m sglang.launch_server, published port on
-// 127.0.0.1) and expects /health 200 from the host.
-func TestDocker_RunAnswersHealth(t *testing.T) {
+// 127.0.0.1), expects /health 200 from the host, then runs the manual client
+// flow with the trace directory bind-mounted.
+func TestDocker_RunHealthAndManualFlow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the Docker run")
 	}
@@ -249,15 +251,17 @@ func TestDocker_RunAnswersHealth(t *testing.T) {
 		api.ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true, PruneChildren: true})
 	})
 	port := network.MustParsePort("30000/tcp")
+	traces := t.TempDir()
 	cr, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{
 			Image:        tag,
 			Cmd:          []string{"python3", "-m", "sglang.launch_server", "--model-path", "Qwen/Qwen3-8B", "--host", "0.0.0.0", "--port", "30000", "--tp-size", "2"},
-			Env:          []string{"SGLANG_SIM_LOAD_TIME=200ms", "SGLANG_SIM_HEALTH_POLL=50ms"},
+			Env:          []string{"SGLANG_SIM_LOAD_TIME=200ms", "SGLANG_SIM_HEALTH_POLL=50ms", "SGLANG_SIM_LAYERS=2", "SGLANG_TORCH_PROFILER_DIR=/traces"},
 			ExposedPorts: network.PortSet{port: {}},
 		},
 		HostConfig: &container.HostConfig{
 			PortBindings: network.PortMap{port: {{HostIP: netip.MustParseAddr("127.0.0.1")}}},
+			Binds:        []string{traces + ":/traces"},
 		},
 	})
 	if err != nil {
@@ -295,8 +299,51 @@ func TestDocker_RunAnswersHealth(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("no /health 200 from the container (last: %s)\n%s", last, containerLogs(api, cr.ID))
 	}
+	// The manual client flow against the container: start, five
+	// completions, stop; the traces land in the bind mount.
+	base := strings.TrimSuffix(url, "/health")
+	post := func(path, body string) (int, string) {
+		res, err := http.Post(base+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := post("/start_profile", ""); code != 200 || body != "Start profiling.\n" {
+		t.Fatalf("start_profile: %d %q", code, body)
+	}
+	for range 5 {
+		if code, body := post("/v1/completions", `{"model":"Qwen/Qwen3-8B","prompt":"hello","max_tokens":30,"temperature":0.1}`); code != 200 {
+			t.Fatalf("completion: %d %s", code, body)
+		}
+	}
+	if code, body := post("/stop_profile", ""); code != 200 {
+		t.Fatalf("stop_profile: %d %q", code, body)
+	}
+	files, _ := filepath.Glob(filepath.Join(traces, "*-TP-*.trace.json.gz"))
+	if len(files) != 2 {
+		t.Fatalf("trace files in the bind mount: %v", files)
+	}
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(fh)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		b, err := io.ReadAll(zr)
+		fh.Close()
+		if err != nil || !bytes.Contains(b, []byte(`"traceEvents": [`)) {
+			t.Errorf("%s: %v, traceEvents present %v", f, err, bytes.Contains(b, []byte(`"traceEvents"`)))
+		}
+	}
+
 	logs := containerLogs(api, cr.ID)
-	for _, want := range []string{"== SGLang ==", " TP1] Load weight end", "The server is fired up and ready to roll!"} {
+	for _, want := range []string{"== SGLang ==", " TP1] Load weight end", "The server is fired up and ready to roll!", " TP1] Profiling done. Traces are saved to: /traces"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("container log lacks %q:\n%s", want, logs)
 		}
