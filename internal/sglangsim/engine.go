@@ -171,14 +171,20 @@ func (e *engine) loop(ctx context.Context) error {
 
 func (e *engine) handleCtrl(ctx context.Context, m ctrlMsg) error {
 	switch m.kind {
-	case "start":
-		ok, msg, err := e.profileStart(ctx, m.start)
+	case "start", "stop":
+		var ok bool
+		var msg string
+		var err error
+		if m.kind == "start" {
+			ok, msg, err = e.profileStart(ctx, m.start)
+		} else {
+			ok, msg, err = e.profileStop(ctx, StageNone)
+		}
+		if err != nil {
+			// The scheduler died (or is shutting down): no reply ever comes.
+			return err
+		}
 		m.reply <- ctrlReply{ok: ok, msg: msg}
-		return err
-	case "stop":
-		ok, msg, err := e.profileStop(ctx, StageNone)
-		m.reply <- ctrlReply{ok: ok, msg: msg}
-		return err
 	case "flush":
 		e.mu.Lock()
 		q := len(e.queue)

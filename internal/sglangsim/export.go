@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -15,6 +16,7 @@ import (
 type exportJob struct {
 	id, prefix, dir string
 	stage           Stage
+	v2              bool
 	withStack       bool
 	recordShapes    bool
 	start, stop     time.Time
@@ -38,7 +40,14 @@ func (s *Server) exportRank(ctx context.Context, job exportJob, r Rank) error {
 	if o.MissingRank != nil && *o.MissingRank == gr {
 		return nil
 	}
-	final := filepath.Join(job.dir, TraceFileName(job.prefix, job.id, &s.cfg.Args, r, job.stage))
+	name := TraceFileName(job.prefix, job.id, &s.cfg.Args, r, job.stage)
+	if job.v2 {
+		// V2 names: [<prefix>-]<id>-TP-<tp>-<prefill|decode>, no DP/PP/EP
+		// (so ranks overwrite each other before sglang#25446).
+		name = TraceFileName(job.prefix, job.id, &ServerArgs{TPSize: 1, DPSize: 1, PPSize: 1, EPSize: 1}, r, StageNone)
+		name = strings.TrimSuffix(name, ".trace.json.gz") + "-" + (&profiler{v2: true}).stageName(job.stage) + ".trace.json.gz"
+	}
+	final := filepath.Join(job.dir, name)
 	return s.exportTo(ctx, job, r, final)
 }
 

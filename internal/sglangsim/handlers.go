@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -193,6 +194,14 @@ func (s *Server) internalError(w http.ResponseWriter, route, reason string) {
 	io.WriteString(w, "Internal Server Error")
 }
 
+// abortIfDead drops the connection without an answer when the server died
+// while the request waited, as clients of a killed SGLang see it.
+func (s *Server) abortIfDead() {
+	if s.ctx.Err() != nil {
+		panic(http.ErrAbortHandler)
+	}
+}
+
 func badRequest(w http.ResponseWriter, msg string) {
 	writeJSON(w, http.StatusBadRequest, map[string]any{"object": "error", "message": msg, "type": "Bad Request", "param": nil, "code": 400})
 }
@@ -302,13 +311,26 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleFlushCache(w http.ResponseWriter, r *http.Request) {
 	const body = "Cache flushed.\nPlease check backend logs for more details. (When there are running or waiting requests, the operation will not be performed.)\n"
-	ok := true
-	for _, e := range s.engines {
-		rep, err := e.control(r.Context(), ctrlMsg{kind: "flush"})
-		if err != nil {
+	// ?timeout=N retries for up to N seconds until the server is idle.
+	timeout, _ := strconv.ParseFloat(r.URL.Query().Get("timeout"), 64)
+	deadline := time.Now().Add(time.Duration(timeout * float64(time.Second)))
+	var ok bool
+	for {
+		ok = true
+		for _, e := range s.engines {
+			rep, err := e.control(r.Context(), ctrlMsg{kind: "flush"})
+			if err != nil {
+				s.abortIfDead()
+				return
+			}
+			ok = ok && rep.ok
+		}
+		if ok || !time.Now().Before(deadline) {
+			break
+		}
+		if sleepCtx(r.Context(), 50*time.Millisecond) != nil {
 			return
 		}
-		ok = ok && rep.ok
 	}
 	if !ok {
 		writePlain(w, http.StatusBadRequest, body)
@@ -355,6 +377,7 @@ func (s *Server) handleStartProfile(w http.ResponseWriter, r *http.Request) {
 	req.profileID = profileIDNow(time.Now().UnixNano())
 	rep, err := s.fanOut(r.Context(), ctrlMsg{kind: "start", start: req})
 	if err != nil {
+		s.abortIfDead()
 		return
 	}
 	if !rep.ok {
@@ -369,6 +392,7 @@ func (s *Server) handleStopProfile(w http.ResponseWriter, r *http.Request) {
 	defer s.profileMu.Unlock()
 	rep, err := s.fanOut(r.Context(), ctrlMsg{kind: "stop"})
 	if err != nil {
+		s.abortIfDead()
 		return
 	}
 	if !rep.ok {

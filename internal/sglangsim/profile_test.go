@@ -595,3 +595,63 @@ func fileWithID(t *testing.T, logs, rank string) string {
 	t.Helper()
 	return profileIDFromLog(t, logs) + "-" + rank + ".trace.json.gz"
 }
+
+// TestProfileV2: SGLANG_PROFILE_V2 names stage files in lower case (and,
+// before sglang#25446, without DP/PP parts, so such ranks overwrite each
+// other), and anything but by-stage + num_steps kills the scheduler.
+func TestProfileV2(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, func(c *Config) { c.Env["SGLANG_PROFILE_V2"] = "1" })
+	if r := s.do("POST", "/start_profile", `{"profile_by_stage": true, "num_steps": 2}`); r.code != 200 {
+		t.Fatalf("start: %d", r.code)
+	}
+	s.complete(5)
+	id := profileIDFromLog(t, s.log.String())
+	waitFiles(t, s.dir, traceFile, []string{id + "-TP-0-decode.trace.json.gz", id + "-TP-0-prefill.trace.json.gz"})
+	waitLog(t, s.log, "Profiling starts for prefill.")
+
+	crash := startSim(t, func(c *Config) { c.Env["SGLANG_PROFILE_V2"] = "true" })
+	res, err := http.Post(crash.URL()+"/start_profile", "application/json", strings.NewReader(`{"num_steps": 3}`))
+	if err == nil {
+		res.Body.Close()
+		t.Errorf("plain start under V2 answered %d; the scheduler should die without a reply", res.StatusCode)
+	}
+	<-crash.Done()
+	if !errors.Is(crash.Err(), ErrCrashed) || !strings.Contains(crash.log.String(), "NotImplementedError") {
+		t.Errorf("Err %v log:\n%s", crash.Err(), crash.log)
+	}
+}
+
+// TestWatchdog_LongAutoStopExport: an auto-stop export running inside a
+// batch for longer than --watchdog-timeout kills the server.
+func TestWatchdog_LongAutoStopExport(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, func(c *Config) { c.Args.WatchdogTimeout = 0.05; c.Sim.ExportPerMB = 2 * time.Second })
+	if r := s.do("POST", "/start_profile", `{"num_steps": 3}`); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	go http.Post(s.URL()+"/v1/completions", "application/json", strings.NewReader(`{"prompt":"x","max_tokens":10}`))
+	select {
+	case <-s.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("watchdog did not fire")
+	}
+	if !errors.Is(s.Err(), ErrCrashed) || !strings.Contains(s.log.String(), "Scheduler watchdog timeout (self.watchdog_timeout=0.05") {
+		t.Errorf("Err %v log:\n%s", s.Err(), s.log)
+	}
+}
+
+func TestFlushCache_TimeoutWaitsForIdle(t *testing.T) {
+	t.Parallel()
+	s := startSim(t, func(c *Config) { c.Sim.DecodeStepTime = 10 * time.Millisecond })
+	done := make(chan struct{})
+	go func() { defer close(done); s.completeN(1, 10) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.engines[0].numRunning.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	if r := s.do("POST", "/flush_cache?timeout=30", ""); r.code != 200 {
+		t.Errorf("flush with timeout: %d %q", r.code, r.body)
+	}
+	<-done
+}

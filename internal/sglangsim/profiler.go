@@ -178,11 +178,24 @@ type profiler struct {
 	prefillCt     int
 	decodeCt      int
 	stage         Stage
+	v2            bool // SGLANG_PROFILE_V2: lower-case stage names, no DP/PP/EP in file names
 	startedAt     time.Time
 	steps         []stepRecord
 }
 
 func (p *profiler) init() { *p = profiler{} }
+
+// stageName is the stage as it appears in logs and file names: EXTEND/DECODE,
+// or prefill/decode with the V2 profiler.
+func (p *profiler) stageName(st Stage) string {
+	if !p.v2 {
+		return string(st)
+	}
+	if st == StageExtend {
+		return "prefill"
+	}
+	return strings.ToLower(string(st))
+}
 
 func (p *profiler) capturing() bool { return p.inProgress && p.torch }
 
@@ -198,6 +211,11 @@ func (e *engine) profileStart(ctx context.Context, req ProfileRequest) (bool, st
 		return false, msgAlreadyInProgress, nil
 	}
 	env := e.srv.cfg.Env
+	p.v2 = envBool(env, "SGLANG_PROFILE_V2", false)
+	if p.v2 && !(req.ProfileByStage && req.NumSteps != nil && *req.NumSteps > 0) {
+		// The V2 profiler only implements by-stage captures with num_steps.
+		return false, "", e.crash("NotImplementedError: SGLANG_PROFILE_V2 only supports profile_by_stage with num_steps")
+	}
 	p.byStage = req.ProfileByStage
 	p.byStageNoNum = false
 	dir := ""
@@ -266,7 +284,7 @@ func (e *engine) startTorch(stage Stage) (bool, string, error) {
 	p := &e.prof
 	forStage := ""
 	if stage != StageNone {
-		forStage = " for " + string(stage)
+		forStage = " for " + p.stageName(stage)
 	}
 	e.logAll("Profiling starts%s. Traces will be saved to: %s (with profile id: %s)", forStage, p.outputDir, p.id)
 	p.stage = stage
@@ -307,14 +325,14 @@ func (e *engine) profilePredicate(ctx context.Context, mode Stage) error {
 			}
 			p.prefillCt++
 			if p.prefillCt > p.targetPrefill && p.inProgress && p.stage == StageExtend {
-				if _, _, err := e.profileStop(ctx, StageExtend); err != nil {
+				if err := e.stopInBatch(ctx, StageExtend); err != nil {
 					return err
 				}
 			}
 		case StageDecode:
 			if p.decodeCt == 0 {
 				if p.inProgress {
-					if _, _, err := e.profileStop(ctx, StageExtend); err != nil {
+					if err := e.stopInBatch(ctx, StageExtend); err != nil {
 						return err
 					}
 				}
@@ -324,7 +342,7 @@ func (e *engine) profilePredicate(ctx context.Context, mode Stage) error {
 			}
 			p.decodeCt++
 			if p.decodeCt > p.targetDecode && p.inProgress && p.stage == StageDecode {
-				if _, _, err := e.profileStop(ctx, StageDecode); err != nil {
+				if err := e.stopInBatch(ctx, StageDecode); err != nil {
 					return err
 				}
 			}
@@ -332,7 +350,7 @@ func (e *engine) profilePredicate(ctx context.Context, mode Stage) error {
 		return nil
 	}
 	if p.targetCt != 0 && p.targetCt <= e.forwardCt {
-		if _, _, err := e.profileStop(ctx, StageNone); err != nil {
+		if err := e.stopInBatch(ctx, StageNone); err != nil {
 			return err
 		}
 	}
@@ -361,12 +379,12 @@ func (e *engine) profileStop(ctx context.Context, stage Stage) (bool, string, er
 	}
 	suffix := ""
 	if stage != StageNone {
-		suffix = "-" + string(stage)
+		suffix = "-" + p.stageName(stage)
 	}
 	e.logAll("Stop profiling%s...", suffix)
 	stoppedAt := time.Now()
 	snap := exportJob{
-		id: p.id, prefix: p.prefix, dir: p.outputDir, stage: stage,
+		id: p.id, prefix: p.prefix, dir: p.outputDir, stage: stage, v2: p.v2,
 		withStack: p.withStack, recordShapes: p.recordShapes,
 		start: p.startedAt, stop: stoppedAt, steps: p.steps,
 	}
@@ -426,6 +444,28 @@ func (e *engine) profileStop(ctx context.Context, stage Stage) (bool, string, er
 	p.targetCt = 0
 	p.steps = nil
 	return true, "Succeeded.", nil
+}
+
+// stopInBatch is an automatic stop inside a batch (num_steps reached, or a
+// by-stage switch): the export stalls the batch, which the watchdog sees.
+func (e *engine) stopInBatch(ctx context.Context, stage Stage) error {
+	t0 := time.Now()
+	if _, _, err := e.profileStop(ctx, stage); err != nil {
+		return err
+	}
+	return e.watchdog(time.Since(t0))
+}
+
+// watchdog reproduces SGLang's scheduler watchdog: a batch that makes no
+// progress for --watchdog-timeout seconds (here: an auto-stop export or
+// merge running inside the batch) kills the server.
+func (e *engine) watchdog(stalled time.Duration) error {
+	limit := time.Duration(e.srv.cfg.Args.WatchdogTimeout * float64(time.Second))
+	if limit <= 0 || stalled <= limit {
+		return nil
+	}
+	e.srv.log.printf(rankPrefix(&e.srv.cfg.Args, e.ranks[0]), "Scheduler watchdog timeout (self.watchdog_timeout=%g, self.soft=False)", e.srv.cfg.Args.WatchdogTimeout)
+	return &crashError{msg: fmt.Sprintf("watchdog timeout after %v", stalled.Round(time.Millisecond))}
 }
 
 // memorySnapshotPickle is an empty dict in pickle protocol 4, a stand-in for

@@ -280,6 +280,7 @@ func TestHealth_503DuringWarmup(t *testing.T) {
 	}
 	defer s.Close()
 	var codes []int
+	infoDuringWarmup := 0
 	for {
 		res, err := http.Get(s.URL() + "/health")
 		if err == nil {
@@ -288,12 +289,22 @@ func TestHealth_503DuringWarmup(t *testing.T) {
 			if res.StatusCode == 200 {
 				break
 			}
+			if res.StatusCode == 503 && infoDuringWarmup == 0 {
+				// /model_info answers 200 even before warm-up ends.
+				if r, err := http.Get(s.URL() + "/model_info"); err == nil {
+					r.Body.Close()
+					infoDuringWarmup = r.StatusCode
+				}
+			}
 		}
 		select {
 		case <-s.Done():
 			t.Fatalf("server stopped: %v", s.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+	if infoDuringWarmup != 200 {
+		t.Errorf("/model_info during warm-up: %d", infoDuringWarmup)
 	}
 	if len(codes) < 2 || codes[0] != 503 {
 		t.Errorf("health codes during start-up %v, want 503s then 200", codes)
