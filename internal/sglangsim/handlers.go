@@ -278,16 +278,14 @@ func (s *Server) handleModelInfo(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// handleServerInfo returns the server arguments as SGLang does:
+// dataclasses.asdict(server_args), API keys in clear text included (callers
+// that store it must redact them), plus scheduler info, internal states and
+// the version.
 func (s *Server) handleServerInfo(w http.ResponseWriter, r *http.Request) {
 	b, _ := json.Marshal(s.cfg.Args)
 	info := map[string]any{}
 	json.Unmarshal(b, &info)
-	if s.cfg.Args.APIKey != nil {
-		info["api_key"] = "***"
-	}
-	if s.cfg.Args.AdminAPIKey != nil {
-		info["admin_api_key"] = "***"
-	}
 	info["max_total_num_tokens"] = 812345
 	info["max_req_input_len"] = 40954
 	info["max_prefill_tokens"] = 16384

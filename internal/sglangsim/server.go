@@ -320,7 +320,17 @@ func (s *Server) serverArgsRepr() string {
 	a := &s.cfg.Args
 	return fmt.Sprintf("ServerArgs(model_path='%s', tokenizer_path='%s', host='%s', port=%d, tp_size=%d, dp_size=%d, pp_size=%d, ep_size=%d, api_key=%s, enable_metrics=%v, skip_server_warmup=%v, disable_cuda_graph=%v, served_model_name='%s', ...)",
 		a.ModelPath, a.TokenizerPath, a.Host, a.Port, a.TPSize, a.DPSize, a.PPSize, a.EPSize,
-		map[bool]string{true: "'***'", false: "None"}[a.APIKey != nil], pyBool(a.EnableMetrics), pyBool(a.SkipServerWarmup), pyBool(a.DisableCUDAGraph), a.ServedModelName)
+		pyStr(a.APIKey), pyBool(a.EnableMetrics), pyBool(a.SkipServerWarmup), pyBool(a.DisableCUDAGraph), a.ServedModelName)
+}
+
+// pyStr renders an optional string as Python's repr does. SGLang logs its
+// ServerArgs whole, API key included; so does the simulator, so that tests
+// of log collection catch secrets.
+func pyStr(p *string) string {
+	if p == nil {
+		return "None"
+	}
+	return "'" + *p + "'"
 }
 
 func pyBool(b bool) string {

@@ -493,7 +493,6 @@ func (g *gen) step(st stepRecord) {
 		g.launch("cudaStreamSynchronize", 131, false, cpuT, syncEnd-cpuT, 0, corr, false)
 		cpuT = syncEnd
 	}
-	_ = E
 }
 
 // commWait is how long this rank's all-reduce kernel waits for the slowest

@@ -237,7 +237,11 @@ func (j *jsonw) python(e *ev) {
 func (j *jsonw) activity(e *ev) {
 	switch e.cat {
 	case catFlowS, catFlowF:
-		j.f("  {\n    \"ph\": \"%s\", \"id\": %d, \"pid\": %d, \"tid\": %d, \"ts\": ", map[bool]string{true: "s", false: "f"}[e.cat == catFlowS], e.corr, e.pid, e.tid)
+		ph := "f"
+		if e.cat == catFlowS {
+			ph = "s"
+		}
+		j.f("  {\n    \"ph\": \"%s\", \"id\": %d, \"pid\": %d, \"tid\": %d, \"ts\": ", ph, e.corr, e.pid, e.tid)
 		j.ts(e.ts)
 		if e.cat == catFlowS {
 			j.s(",\n    \"cat\": \"ac2g\", \"name\": \"ac2g\"\n  }")
