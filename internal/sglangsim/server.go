@@ -63,7 +63,8 @@ type Server struct {
 // it listens on Args.Host:Args.Port right away (port 0 picks a free port);
 // while the model "loads" (SimOptions.LoadTime) connections are accepted
 // and closed at once, then the warm-up runs with /health answering 503.
-// Stop it with Close.
+// Cancelling ctx stops the server as Close does; call Close in any case to
+// wait for its goroutines.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return start(ctx, cfg, false)
 }
