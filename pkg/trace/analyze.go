@@ -284,6 +284,7 @@ func assemble(ranks []*rankResult, opts AnalyzeOptions) *Summary {
 	}
 	s.Families = familyList(fams, actTime)
 	s.Kernels = topKernels(kernels, actTime, opts.MaxKernels)
+	s.KernelsTruncated = len(kernels) > len(s.Kernels)
 	for _, agg := range modes {
 		ms := agg.stat
 		fillDistribution(&ms, agg.walls)

@@ -409,21 +409,21 @@ func binBusy(device int, merged []interval, start, end int64) devBins {
 	if w <= 0 {
 		return db
 	}
+	binStart := func(b int) int64 { return start + int64(b)*w/timelineBins }
 	for _, iv := range merged {
-		s, e := iv.start, iv.end
-		for s < e {
-			b := int((s - start) * timelineBins / w)
-			b = min(b, timelineBins-1)
-			be := start + (int64(b)+1)*w/timelineBins
-			if b == timelineBins-1 {
-				be = end
+		b := int((iv.start - start) * timelineBins / w)
+		b = max(0, min(b, timelineBins-1))
+		for b > 0 && binStart(b) > iv.start {
+			b--
+		}
+		for ; b < timelineBins && binStart(b) < iv.end; b++ {
+			be := end
+			if b+1 < timelineBins {
+				be = binStart(b + 1)
 			}
-			seg := min(e, be) - s
-			if seg <= 0 {
-				break
+			if seg := min(iv.end, be) - max(iv.start, binStart(b)); seg > 0 {
+				db.busy[b] += seg
 			}
-			db.busy[b] += seg
-			s += seg
 		}
 	}
 	return db

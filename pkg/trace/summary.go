@@ -29,14 +29,16 @@ type Summary struct {
 	KernelTimeNs int64        `json:"kernel_time_ns"`
 	Families     []FamilyStat `json:"families"`
 	Kernels      []KernelStat `json:"kernels"`
-	Modes        []ModeStat   `json:"modes"`
-	Steps        int          `json:"steps"`
-	Comm         CommStat     `json:"comm"`
-	Graph        GraphStat    `json:"graph"`
-	Bubbles      BubbleStat   `json:"bubbles"`
-	Imbalance    *Imbalance   `json:"imbalance,omitempty"`
-	Warnings     []Warning    `json:"warnings"`
-	Events       EventCounts  `json:"events"`
+	// KernelsTruncated is set when Kernels was cut to its maximum length.
+	KernelsTruncated bool        `json:"kernels_truncated"`
+	Modes            []ModeStat  `json:"modes"`
+	Steps            int         `json:"steps"`
+	Comm             CommStat    `json:"comm"`
+	Graph            GraphStat   `json:"graph"`
+	Bubbles          BubbleStat  `json:"bubbles"`
+	Imbalance        *Imbalance  `json:"imbalance,omitempty"`
+	Warnings         []Warning   `json:"warnings"`
+	Events           EventCounts `json:"events"`
 }
 
 // RankSummary is the analysis of one trace file: one rank, or one stage of

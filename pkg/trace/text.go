@@ -29,8 +29,10 @@ func fmtDur(ns int64) string {
 func FormatDuration(ns int64) string { return fmtDur(ns) }
 
 var (
-	templateArgsRe = regexp.MustCompile(`<[^<>]*>`)
-	paramsRe       = regexp.MustCompile(`\([^()]*\)`)
+	templateArgsRe  = regexp.MustCompile(`<[^<>]*>`)
+	paramsRe        = regexp.MustCompile(`\([^()]*\)`)
+	genericKernelRe = regexp.MustCompile(`^[\w:]*(?:elementwise_kernel|reduce_kernel|elementwise_kernel_manual_unroll|vectorized_elementwise_kernel|unrolled_elementwise_kernel|index_elementwise_kernel)\b`)
+	functorRe       = regexp.MustCompile(`(?:native::|^|[<,\s:])(\w*(?:Functor|_kernel_cuda|_kernel_impl|Ops)\w*)`)
 )
 
 // ShortName makes a demangled kernel name readable: template arguments and
@@ -39,6 +41,17 @@ func ShortName(name string, maxLen int) string { return shortName(name, maxLen) 
 
 func shortName(name string, maxLen int) string {
 	n := strings.TrimPrefix(name, "void ")
+	n = strings.ReplaceAll(n, "(anonymous namespace)::", "")
+	hint := ""
+	if generic := genericKernelRe.FindString(n); generic != "" {
+		// at::native's generic kernels differ only in their functor.
+		for _, m := range functorRe.FindAllStringSubmatch(n[len(generic):], -1) {
+			if !strings.HasPrefix(m[1], "gpu_kernel") && m[1] != "BinaryFunctor" && m[1] != "UnaryFunctor" {
+				hint = " [" + m[1] + "]"
+				break
+			}
+		}
+	}
 	for i := 0; i < 8 && strings.ContainsAny(n, "<>"); i++ {
 		m := templateArgsRe.ReplaceAllString(n, "")
 		if m == n {
@@ -57,6 +70,7 @@ func shortName(name string, maxLen int) string {
 	if n == "" {
 		n = name
 	}
+	n += hint
 	if r := []rune(n); maxLen > 0 && len(r) > maxLen {
 		n = string(r[:maxLen-1]) + "…"
 	}

@@ -1,0 +1,273 @@
+package trace
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	"github.com/sglangd/sglangd/internal/testutil"
+)
+
+// eventKey is a canonical form of an event for multiset comparison, with
+// the merge's rewrites undone: the label stripped from pid, the rank
+// namespace removed from flow ids, the sort index value dropped.
+func eventKey(t testing.TB, e map[string]any, label string, ord uint64, shiftNs int64) string {
+	t.Helper()
+	c := make(map[string]any, len(e))
+	for k, v := range e {
+		c[k] = v
+	}
+	if label != "" {
+		p := refStr(c["pid"])
+		if !strings.HasPrefix(p, label+" ") {
+			t.Fatalf("pid %q lacks label %q", p, label)
+		}
+		c["pid"] = strings.TrimPrefix(p, label+" ")
+		ph := refStr(c["ph"])
+		if id, ok := c["id"].(json.Number); ok && ord > 0 && strings.Contains("stfben", ph) {
+			v, _ := strconv.ParseUint(id.String(), 10, 64)
+			c["id"] = json.Number(strconv.FormatUint(v-ord<<flowShift, 10))
+		}
+		if shiftNs != 0 {
+			if ts, ok := refNs(t, c["ts"]); ok {
+				c["ts"] = json.Number(strconv.FormatInt(ts-shiftNs, 10))
+			}
+		}
+	} else {
+		c["pid"] = refStr(c["pid"])
+	}
+	if ts, ok := refNs(t, c["ts"]); ok && (label == "" || shiftNs == 0) {
+		c["ts"] = json.Number(strconv.FormatInt(ts, 10))
+	}
+	if refStr(c["name"]) == "process_sort_index" {
+		if a, ok := c["args"].(map[string]any); ok {
+			a2 := map[string]any{}
+			for k, v := range a {
+				if k != "sort_index" {
+					a2[k] = v
+				}
+			}
+			c["args"] = a2
+		}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestMerge_KeepsEveryEventOnceAndOrdersRanks(t *testing.T) {
+	fx := filepath.Join(testutil.FixturesDir(t), "traces")
+	cases := []struct {
+		name    string
+		dir     string
+		profile string
+		labels  []string
+	}{
+		{"h200 TP=2", filepath.Join(fx, "h200"), "1764201700.000002", []string{"[TP00]", "[TP01]"}},
+		{"tracelens unnamed ranks", filepath.Join(fx, "tracelens"), "", []string{"[Unknown]", "[Unknown#1]", "[Unknown#2]"}},
+		{"hta sampled pair", filepath.Join(fx, "hta"), "", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			files, err := Discover(tc.dir, DiscoverOptions{Profile: tc.profile})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.name == "hta sampled pair" {
+				// rank0.json.gz and sampled_rank-0 both claim rank 0; keep the pair.
+				var pair []RankFile
+				for _, f := range files {
+					if strings.HasPrefix(filepath.Base(f.Path), "sampled_rank-") {
+						pair = append(pair, f)
+					}
+				}
+				files = pair
+				tc.labels = []string{"[TP00]", "[TP01]"}
+			}
+			out := filepath.Join(t.TempDir(), "merged.trace.json.gz")
+			res, err := MergeFiles(context.Background(), files, out, MergeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			merged := loadRef(t, out)
+			want := map[string]int{}
+			var inputs int64
+			for i, f := range files {
+				doc := loadRef(t, f.Path)
+				inputs += int64(len(doc.Events))
+				if res.Files[i].Events != int64(len(doc.Events)) {
+					t.Errorf("%s: events = %d, want %d", f.Path, res.Files[i].Events, len(doc.Events))
+				}
+				for _, e := range doc.Events {
+					want[eventKey(t, e, "", 0, 0)+"@"+tc.labels[i]]++
+				}
+			}
+			if res.InputEvents != inputs || int64(len(merged.Events)) != inputs+int64(res.AddedEvents) {
+				t.Fatalf("output events = %d (added %d), inputs %d", len(merged.Events), res.AddedEvents, inputs)
+			}
+			added := 0
+			lastOrd := -1
+			for _, e := range merged.Events {
+				pid := refStr(e["pid"])
+				ord := -1
+				for i, l := range tc.labels {
+					if strings.HasPrefix(pid, l+" ") {
+						ord = i
+					}
+				}
+				if ord < 0 {
+					t.Fatalf("pid %q has no rank label", pid)
+				}
+				if refStr(e["name"]) == "process_sort_index" {
+					si, _ := refInt(e["args"].(map[string]any)["sort_index"])
+					if si>>sortShift != int64(ord) {
+						t.Errorf("%s sort_index %d is outside rank %d's band", pid, si, ord)
+					}
+				}
+				key := eventKey(t, e, tc.labels[ord], uint64(ord), res.Files[ord].ShiftNs) + "@" + tc.labels[ord]
+				if want[key] > 0 {
+					want[key]--
+					// Events are written rank by rank.
+					if ord < lastOrd {
+						t.Fatalf("event of rank %d after rank %d", ord, lastOrd)
+					}
+					lastOrd = ord
+					continue
+				}
+				if refStr(e["ph"]) != "M" || refStr(e["name"]) != "process_sort_index" {
+					t.Fatalf("unexpected output event %s", key)
+				}
+				added++
+			}
+			if added != res.AddedEvents {
+				t.Errorf("added metadata = %d, want %d", added, res.AddedEvents)
+			}
+			for k, n := range want {
+				if n != 0 {
+					t.Fatalf("input event missing from output (%d times): %.300s", n, k)
+				}
+			}
+			if _, ok := merged.Keys["sglangdMerge"]; !ok {
+				t.Error("no sglangdMerge key")
+			}
+		})
+	}
+}
+
+// writeTrace writes a small gzip trace.
+func writeTrace(t testing.TB, path string, base int64, events ...string) {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	head := `{"schemaVersion": 1, "deviceProperties": [{"id": 0, "name": "GPU"}], `
+	if base != 0 {
+		head += fmt.Sprintf(`"baseTimeNanoseconds": %d, `, base)
+	}
+	fmt.Fprintf(zw, "%s\"traceEvents\": [\n%s\n], \"traceName\": %q}", head, strings.Join(events, ",\n"), path)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMerge_AlignsTimeBasesAndNamespacesFlows(t *testing.T) {
+	dir := t.TempDir()
+	evs := []string{
+		`{"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 7, "tid": 7, "ts": 100.5, "dur": 2, "args": {"correlation": 15}}`,
+		`{"ph": "s", "id": 15, "pid": 7, "tid": 7, "ts": 100.5, "cat": "ac2g", "name": "ac2g"}`,
+		`{"ph": "f", "id": 15, "pid": 0, "tid": 7, "ts": 103.001, "cat": "ac2g", "name": "ac2g", "bp": "e"}`,
+		`{"ph": "X", "cat": "kernel", "name": "k", "pid": 0, "tid": 7, "ts": 103.001, "dur": 1.5, "args": {"correlation": 15, "device": 0}}`,
+		`{"name": "process_sort_index", "ph": "M", "ts": 0, "pid": 0, "tid": 0, "args": {"sort_index": 16777216}}`,
+	}
+	const base0, base1 = int64(1_790_857_026_000_000_000), int64(1_790_857_027_000_000_000) // 1 s apart
+	writeTrace(t, filepath.Join(dir, "prof-1-TP-0.trace.json.gz"), base0, evs...)
+	writeTrace(t, filepath.Join(dir, "prof-1-TP-1.trace.json.gz"), base1, evs...)
+	out := filepath.Join(dir, "out.json")
+	res, err := MergeDir(context.Background(), dir, out, MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BaseTimeNanoseconds != base0 || res.Files[1].ShiftNs != 1e9 || res.Files[0].ShiftNs != 0 {
+		t.Fatalf("result = %+v", res)
+	}
+	doc := loadRef(t, out)
+	var b int64
+	_ = json.Unmarshal(doc.Keys["baseTimeNanoseconds"], &b)
+	if b != base0 {
+		t.Errorf("output base = %d", b)
+	}
+	flows := map[string][]string{}
+	for _, e := range doc.Events {
+		pid := refStr(e["pid"])
+		if refStr(e["name"]) == "k" {
+			ts := refStr(e["ts"])
+			want := "103.001"
+			if strings.HasPrefix(pid, "[TP01]") {
+				want = "1000103.001"
+			}
+			if ts != want {
+				t.Errorf("%s kernel ts = %s, want %s", pid, ts, want)
+			}
+		}
+		if ph := refStr(e["ph"]); ph == "s" || ph == "f" {
+			flows[refStr(e["id"])] = append(flows[refStr(e["id"])], pid[:6]+ph)
+		}
+	}
+	// Each rank keeps its s/f pair under its own id.
+	if len(flows) != 2 || len(flows["15"]) != 2 || len(flows[strconv.FormatUint(15+1<<flowShift, 10)]) != 2 {
+		t.Errorf("flows = %v", flows)
+	}
+	// The output file is the only new file, complete.
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 3 {
+		t.Errorf("directory holds %d entries, want the 2 inputs and the output", len(entries))
+	}
+}
+
+func TestMerge_CorruptInputFailsWithoutOutput(t *testing.T) {
+	dir := t.TempDir()
+	writeTrace(t, filepath.Join(dir, "p-TP-0.trace.json.gz"), 1, `{"ph": "X", "name": "a", "pid": 1, "tid": 1, "ts": 1, "dur": 1}`)
+	// Rank 1 is cut mid-event.
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write([]byte(`{"traceEvents": [{"ph": "X", "name": "a", "pid": 1, "ti`))
+	zw.Close()
+	if err := os.WriteFile(filepath.Join(dir, "p-TP-1.trace.json.gz"), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "merged-p.trace.json.gz")
+	_, err := MergeDir(context.Background(), dir, out, MergeOptions{})
+	if !errors.Is(err, ErrTruncated) || !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "p-TP-1") {
+		t.Fatalf("err = %v, want a truncation error naming the file", err)
+	}
+	if _, serr := os.Stat(out); !os.IsNotExist(serr) {
+		t.Errorf("output exists after a failed merge")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("temp files left behind: %d entries", len(entries))
+	}
+}
+
+func TestMerge_Cancelled(t *testing.T) {
+	dir := filepath.Join(testutil.FixturesDir(t), "traces", "h200")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := MergeDir(ctx, dir, filepath.Join(t.TempDir(), "m.json.gz"), MergeOptions{Profile: "1764201700.000002"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
