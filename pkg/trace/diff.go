@@ -200,7 +200,11 @@ func Diff(a, b Summary, o DiffOptions) DiffResult {
 		}
 		m := MetricDiff{Kind: "family", Name: name, Metric: metric, A: float64(x.TotalNs) / norm(a), B: float64(y.TotalNs) / norm(b),
 			CountA: x.Count, CountB: y.Count}
-		m.judge(o, float64(o.MinAbsNs), 0, 0, o.MinCount)
+		minCount := o.MinCount
+		if (!okA || !okB) && max(x.Count, y.Count) >= o.MinCount {
+			minCount = 0 // a family that appears or vanishes is a change
+		}
+		m.judge(o, float64(o.MinAbsNs), 0, 0, minCount)
 		d.Families = append(d.Families, m)
 	}
 
@@ -320,7 +324,11 @@ func (d *DiffResult) WriteText(w io.Writer) error {
 		if m.Kind == "kernel" {
 			name = shortName(name, 60)
 		}
-		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%+.1f%%\t%s\n", m.Kind, name, m.Metric, fmtMetric(m.Metric, m.A), fmtMetric(m.Metric, m.B), 100*m.Rel, m.Verdict)
+		change := fmt.Sprintf("%+.1f%%", 100*m.Rel)
+		if m.A == 0 && m.B != 0 {
+			change = "new"
+		}
+		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Kind, name, m.Metric, fmtMetric(m.Metric, m.A), fmtMetric(m.Metric, m.B), change, m.Verdict)
 	}
 	fmt.Fprintln(t, "\n  KIND\tNAME\tMETRIC\tA\tB\tCHANGE\tVERDICT")
 	for _, m := range d.Overall {
