@@ -145,6 +145,9 @@ func MergeFiles(ctx context.Context, files []RankFile, out string, opts MergeOpt
 	if err := tmp.Close(); err != nil {
 		return nil, fmt.Errorf("close merge output %s: %w", out, err)
 	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return nil, fmt.Errorf("merge output %s: %w", out, err)
+	}
 	if err := os.Rename(tmp.Name(), out); err != nil {
 		return nil, fmt.Errorf("rename merge output to %s: %w", out, err)
 	}
@@ -350,6 +353,7 @@ func (m *merger) copyFile(ctx context.Context, idx int, f RankFile) error {
 		return err
 	}
 	defer func() { _ = r.Close() }()
+	r.skipArgs = true
 	mf := &m.res.Files[idx]
 	label := mf.Label
 	shift := mf.ShiftNs

@@ -137,6 +137,8 @@ type Reader struct {
 	ev        Event
 	stack     []byte
 	compBytes *countingReader
+	// skipArgs leaves args of non-metadata events unparsed (merge mode).
+	skipArgs bool
 }
 
 // Open opens a trace file, gzip-compressed or not (detected from its first
@@ -586,6 +588,14 @@ func (r *Reader) skipValue(p int) (int, error) {
 	}
 }
 
+// structural marks the bytes skipComposite must look at.
+var structural = func() (t [256]bool) {
+	for _, c := range []byte(`"{}[]`) {
+		t[c] = true
+	}
+	return t
+}()
+
 // skipComposite finds the end of an object or array, checking that brackets
 // match and strings terminate.
 func (r *Reader) skipComposite(p int) (int, error) {
@@ -593,6 +603,12 @@ func (r *Reader) skipComposite(p int) (int, error) {
 	st := r.stack[:0]
 	i := p
 	for i < len(b) {
+		for i < len(b) && !structural[b[i]] {
+			i++
+		}
+		if i == len(b) {
+			break
+		}
 		c := b[i]
 		switch c {
 		case '"':
@@ -744,7 +760,13 @@ func (r *Reader) parseEvent(p int) (int, error) {
 				ev.idSpan = span{int32(vs - p), int32(ve - p)}
 			}
 		case "args":
-			if b[vs] == '{' {
+			if r.skipArgs && ev.Ph != 0 && ev.Ph != 'M' {
+				// The merge rewrites args of metadata events only.
+				ve, err = r.skipValue(vs)
+				if err == nil {
+					ev.ArgsRaw = b[vs:ve]
+				}
+			} else if b[vs] == '{' {
 				ve, err = r.parseArgs(vs, p)
 				if err == nil {
 					ev.ArgsRaw = b[vs:ve]
