@@ -180,13 +180,21 @@ func Diff(a, b Summary, o DiffOptions) DiffResult {
 
 	// Families, per step when both profiles have steps.
 	perStep := a.Steps > 0 && b.Steps > 0
+	// Kernel time adds up every rank while steps count leader ranks only,
+	// so divide by steps times ranks per leader: time per step of one rank.
 	norm := func(s Summary) float64 {
-		if perStep {
-			return float64(s.Steps)
+		if !perStep {
+			return 1
 		}
-		return 1
+		leaders := 0
+		for _, r := range s.Ranks {
+			if r.Leader {
+				leaders++
+			}
+		}
+		return float64(s.Steps) * float64(max(len(s.Ranks), 1)) / float64(max(leaders, 1))
 	}
-	metric := "ns_per_step"
+	metric := "ns_per_rank_step"
 	if !perStep {
 		metric = "total_ns"
 		d.Notes = append(d.Notes, "no step annotations on one side: family and kernel totals are compared raw, so profiles of different length differ")

@@ -115,7 +115,7 @@ func TestDiff(t *testing.T) {
 	if !added {
 		t.Errorf("added = %+v, want the NCCL all-reduce", d.Added)
 	}
-	if m := find(d.Families, "family", FamilyComm, "ns_per_step"); m == nil || m.Verdict != Regression || m.A != 0 {
+	if m := find(d.Families, "family", FamilyComm, "ns_per_rank_step"); m == nil || m.Verdict != Regression || m.A != 0 {
 		t.Errorf("communication family: %+v", m)
 	}
 	var sb strings.Builder

@@ -78,8 +78,6 @@ type RankSummary struct {
 	// OverheadNs is the time of CUPTI "overhead" records (buffer flushes).
 	OverheadNs int64     `json:"overhead_ns"`
 	Warnings   []Warning `json:"warnings"`
-
-	collectives []interval // comm kernels in start order (for imbalance)
 }
 
 // EventCounts counts events by phase and category.
