@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sglangd/sglangd/internal/testutil"
@@ -18,7 +19,9 @@ import (
 func TestFixtures_ReaderMatchesReference(t *testing.T) {
 	for _, rel := range allFixtures(t) {
 		t.Run(rel, func(t *testing.T) {
+			t.Parallel()
 			path := testutil.TraceFixture(t, rel)
+			skipLargeUnderRace(t, path)
 			ref := computeRef(t, loadRef(t, path))
 			r, err := Open(path)
 			if err != nil {
@@ -94,7 +97,9 @@ func mapsEqual(a, b map[string]int64) bool {
 func TestFixtures_AnalysisMatchesReference(t *testing.T) {
 	for _, rel := range allFixtures(t) {
 		t.Run(rel, func(t *testing.T) {
+			t.Parallel()
 			path := testutil.TraceFixture(t, rel)
+			skipLargeUnderRace(t, path)
 			ref := computeRef(t, loadRef(t, path))
 			s, err := AnalyzeFiles(context.Background(), []RankFile{{Path: path}}, AnalyzeOptions{MaxKernels: 10000})
 			if err != nil {
@@ -202,11 +207,11 @@ func TestAnalyze_H200StragglerAndGraphs(t *testing.T) {
 		doc := loadRef(t, testutil.TraceFixture(t, rel))
 		best, bestTs := int64(0), int64(-1)
 		for _, e := range doc.Events {
-			if refStr(e["cat"]) != "kernel" || len(refStr(e["name"])) < 4 || refStr(e["name"])[:4] != "nccl" {
+			if e.Cat != "kernel" || !strings.HasPrefix(e.Name, "nccl") {
 				continue
 			}
-			ts, _ := refNs(t, e["ts"])
-			dur, _ := refNs(t, e["dur"])
+			ts, _ := refNs(t, e.Ts)
+			dur, _ := refNs(t, e.Dur)
 			if bestTs < 0 || ts < bestTs {
 				best, bestTs = dur, ts
 			}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,51 +21,38 @@ import (
 
 // eventKey is a canonical form of an event for multiset comparison, with
 // the merge's rewrites undone: the label stripped from pid, the rank
-// namespace removed from flow ids, the sort index value dropped.
-func eventKey(t testing.TB, e map[string]any, label string, ord uint64, shiftNs int64) string {
+// namespace removed from flow ids, the time shift subtracted, the sort
+// index value dropped. args are compared byte for byte otherwise.
+func eventKey(t testing.TB, e refEvent, label string, ord uint64, shiftNs int64) string {
 	t.Helper()
-	c := make(map[string]any, len(e))
-	for k, v := range e {
-		c[k] = v
-	}
+	pid := refStr(e.Pid)
 	if label != "" {
-		p := refStr(c["pid"])
-		if !strings.HasPrefix(p, label+" ") {
-			t.Fatalf("pid %q lacks label %q", p, label)
+		if !strings.HasPrefix(pid, label+" ") {
+			t.Fatalf("pid %q lacks label %q", pid, label)
 		}
-		c["pid"] = strings.TrimPrefix(p, label+" ")
-		ph := refStr(c["ph"])
-		if id, ok := c["id"].(json.Number); ok && ord > 0 && strings.Contains("stfben", ph) {
-			v, _ := strconv.ParseUint(id.String(), 10, 64)
-			c["id"] = json.Number(strconv.FormatUint(v-ord<<flowShift, 10))
+		pid = strings.TrimPrefix(pid, label+" ")
+	}
+	id := refStr(e.ID)
+	if n, ok := e.ID.(json.Number); ok && label != "" && ord > 0 && strings.Contains("stfben", e.Ph) {
+		v, _ := strconv.ParseUint(n.String(), 10, 64)
+		id = strconv.FormatUint(v-ord<<flowShift, 10)
+	}
+	ts := refStr(e.Ts)
+	if ns, ok := refNs(t, e.Ts); ok {
+		if label != "" {
+			ns -= shiftNs
 		}
-		if shiftNs != 0 {
-			if ts, ok := refNs(t, c["ts"]); ok {
-				c["ts"] = json.Number(strconv.FormatInt(ts-shiftNs, 10))
-			}
-		}
-	} else {
-		c["pid"] = refStr(c["pid"])
+		ts = strconv.FormatInt(ns, 10)
 	}
-	if ts, ok := refNs(t, c["ts"]); ok && (label == "" || shiftNs == 0) {
-		c["ts"] = json.Number(strconv.FormatInt(ts, 10))
+	dur := refStr(e.Dur)
+	if ns, ok := refNs(t, e.Dur); ok {
+		dur = strconv.FormatInt(ns, 10)
 	}
-	if refStr(c["name"]) == "process_sort_index" {
-		if a, ok := c["args"].(map[string]any); ok {
-			a2 := map[string]any{}
-			for k, v := range a {
-				if k != "sort_index" {
-					a2[k] = v
-				}
-			}
-			c["args"] = a2
-		}
+	args := string(e.Args)
+	if e.Name == "process_sort_index" {
+		args = regexp.MustCompile(`"sort_index":\s*-?\d+`).ReplaceAllString(args, "")
 	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return strings.Join([]string{e.Ph, e.Cat, e.Name, pid, refStr(e.Tid), ts, dur, id, e.S, e.Bp, args}, "|")
 }
 
 func TestMerge_KeepsEveryEventOnceAndOrdersRanks(t *testing.T) {
@@ -75,7 +64,7 @@ func TestMerge_KeepsEveryEventOnceAndOrdersRanks(t *testing.T) {
 		labels  []string
 	}{
 		{"h200 TP=2", filepath.Join(fx, "h200"), "1764201700.000002", []string{"[TP00]", "[TP01]"}},
-		{"tracelens unnamed ranks", filepath.Join(fx, "tracelens"), "", []string{"[Unknown]", "[Unknown#1]", "[Unknown#2]"}},
+		{"tracelens unnamed ranks", filepath.Join(fx, "tracelens"), "", []string{"[Unknown]", "[Unknown#1]"}},
 		{"hta sampled pair", filepath.Join(fx, "hta"), "", nil},
 	}
 	for _, tc := range cases {
@@ -83,6 +72,11 @@ func TestMerge_KeepsEveryEventOnceAndOrdersRanks(t *testing.T) {
 			files, err := Discover(tc.dir, DiscoverOptions{Profile: tc.profile})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.name == "tracelens unnamed ranks" {
+				// Two files with different time bases and no rank names
+				// (the third, 60k events, only slows the race detector).
+				files = slices.DeleteFunc(files, func(f RankFile) bool { return strings.Contains(f.Path, "prefilldecode") })
 			}
 			if tc.name == "hta sampled pair" {
 				// rank0.json.gz and sampled_rank-0 both claim rank 0; keep the pair.
@@ -119,7 +113,7 @@ func TestMerge_KeepsEveryEventOnceAndOrdersRanks(t *testing.T) {
 			added := 0
 			lastOrd := -1
 			for _, e := range merged.Events {
-				pid := refStr(e["pid"])
+				pid := refStr(e.Pid)
 				ord := -1
 				for i, l := range tc.labels {
 					if strings.HasPrefix(pid, l+" ") {
@@ -129,8 +123,8 @@ func TestMerge_KeepsEveryEventOnceAndOrdersRanks(t *testing.T) {
 				if ord < 0 {
 					t.Fatalf("pid %q has no rank label", pid)
 				}
-				if refStr(e["name"]) == "process_sort_index" {
-					si, _ := refInt(e["args"].(map[string]any)["sort_index"])
+				if e.Name == "process_sort_index" {
+					si, _ := refInt(e.args(t).SortIndex)
 					if si>>sortShift != int64(ord) {
 						t.Errorf("%s sort_index %d is outside rank %d's band", pid, si, ord)
 					}
@@ -145,7 +139,7 @@ func TestMerge_KeepsEveryEventOnceAndOrdersRanks(t *testing.T) {
 					lastOrd = ord
 					continue
 				}
-				if refStr(e["ph"]) != "M" || refStr(e["name"]) != "process_sort_index" {
+				if e.Ph != "M" || e.Name != "process_sort_index" {
 					t.Fatalf("unexpected output event %s", key)
 				}
 				added++
@@ -211,9 +205,9 @@ func TestMerge_AlignsTimeBasesAndNamespacesFlows(t *testing.T) {
 	}
 	flows := map[string][]string{}
 	for _, e := range doc.Events {
-		pid := refStr(e["pid"])
-		if refStr(e["name"]) == "k" {
-			ts := refStr(e["ts"])
+		pid := refStr(e.Pid)
+		if e.Name == "k" {
+			ts := refStr(e.Ts)
 			want := "103.001"
 			if strings.HasPrefix(pid, "[TP01]") {
 				want = "1000103.001"
@@ -222,8 +216,8 @@ func TestMerge_AlignsTimeBasesAndNamespacesFlows(t *testing.T) {
 				t.Errorf("%s kernel ts = %s, want %s", pid, ts, want)
 			}
 		}
-		if ph := refStr(e["ph"]); ph == "s" || ph == "f" {
-			flows[refStr(e["id"])] = append(flows[refStr(e["id"])], pid[:6]+ph)
+		if ph := e.Ph; ph == "s" || ph == "f" {
+			flows[refStr(e.ID)] = append(flows[refStr(e.ID)], pid[:6]+ph)
 		}
 	}
 	// Each rank keeps its s/f pair under its own id.

@@ -1,8 +1,11 @@
 package trace
 
 import (
+	"bufio"
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/big"
 	"os"
@@ -10,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,62 +28,126 @@ import (
 
 type refDoc struct {
 	Keys   map[string]json.RawMessage
-	Events []map[string]any
+	Events []refEvent
+}
+
+// refEvent is an event decoded by encoding/json (UseNumber): numbers are
+// json.Number, strings string.
+type refEvent struct {
+	Ph   string          `json:"ph"`
+	Cat  string          `json:"cat"`
+	Name string          `json:"name"`
+	Pid  any             `json:"pid"`
+	Tid  any             `json:"tid"`
+	Ts   any             `json:"ts"`
+	Dur  any             `json:"dur"`
+	ID   any             `json:"id"`
+	S    string          `json:"s"`
+	Bp   string          `json:"bp"`
+	Args json.RawMessage `json:"args"`
+}
+
+type refArgs struct {
+	Correlation json.Number `json:"correlation"`
+	Device      json.Number `json:"device"`
+	SortIndex   json.Number `json:"sort_index"`
+}
+
+func (e refEvent) args(t testing.TB) refArgs {
+	var a refArgs
+	if len(e.Args) > 0 {
+		d := json.NewDecoder(bytes.NewReader(e.Args))
+		d.UseNumber()
+		if err := d.Decode(&a); err != nil {
+			t.Fatalf("args %s: %v", e.Args, err)
+		}
+	}
+	return a
 }
 
 var (
 	refMu    sync.Mutex
-	refCache = map[string]refDoc{}
+	refCache = map[string]*refEntry{}
 )
 
-// loadRef decodes a trace with encoding/json, cached per path (callers
-// must not modify the result).
-func loadRef(t testing.TB, path string) refDoc {
-	t.Helper()
-	refMu.Lock()
-	defer refMu.Unlock()
-	if d, ok := refCache[path]; ok {
-		return d
-	}
-	d := loadRefUncached(t, path)
-	if strings.Contains(path, string(filepath.Separator)+"traces"+string(filepath.Separator)) {
-		refCache[path] = d
-	}
-	return d
+type refEntry struct {
+	once sync.Once
+	doc  refDoc
+	err  error
 }
 
-func loadRefUncached(t testing.TB, path string) refDoc {
+// loadRef decodes a trace with encoding/json, once per fixture path
+// (callers must not modify the result).
+func loadRef(t testing.TB, path string) refDoc {
 	t.Helper()
+	if !strings.Contains(path, string(filepath.Separator)+"traces"+string(filepath.Separator)) {
+		doc, err := decodeRef(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doc
+	}
+	refMu.Lock()
+	e := refCache[path]
+	if e == nil {
+		e = &refEntry{}
+		refCache[path] = e
+	}
+	refMu.Unlock()
+	e.once.Do(func() { e.doc, e.err = decodeRef(path) })
+	if e.err != nil {
+		t.Fatal(e.err)
+	}
+	return e.doc
+}
+
+// decodeRef streams the top-level object with the token API so the event
+// array is decoded once, straight into typed events.
+func decodeRef(path string) (refDoc, error) {
+	doc := refDoc{Keys: map[string]json.RawMessage{}}
 	f, err := os.Open(path)
 	if err != nil {
-		t.Fatal(err)
+		return doc, err
 	}
 	defer f.Close()
 	var r io.Reader = f
 	if strings.HasSuffix(path, ".gz") {
 		zr, err := gzip.NewReader(f)
 		if err != nil {
-			t.Fatal(err)
+			return doc, err
 		}
 		r = zr
 	}
-	var raw map[string]json.RawMessage
-	dec := json.NewDecoder(r)
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<20))
 	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
-		t.Fatalf("reference decode %s: %v", path, err)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return doc, fmt.Errorf("reference decode %s: not an object: %v", path, err)
 	}
-	doc := refDoc{Keys: raw}
-	d2 := json.NewDecoder(strings.NewReader(string(raw["traceEvents"])))
-	d2.UseNumber()
-	if err := d2.Decode(&doc.Events); err != nil {
-		t.Fatalf("reference decode traceEvents of %s: %v", path, err)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return doc, fmt.Errorf("reference decode %s: %w", path, err)
+		}
+		key := tok.(string)
+		if key == "traceEvents" {
+			if err := dec.Decode(&doc.Events); err != nil {
+				return doc, fmt.Errorf("reference decode %s events: %w", path, err)
+			}
+			doc.Keys[key] = nil
+			continue
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return doc, fmt.Errorf("reference decode %s key %s: %w", path, key, err)
+		}
+		doc.Keys[key] = raw
 	}
-	return doc
+	return doc, nil
 }
 
-// refNs converts a JSON number (us) to ns exactly with big.Rat, rounding
-// half away from zero.
+// refNs converts a JSON number (us) to ns: plain decimals by string
+// surgery (integer part, fraction padded to three digits), anything else
+// exactly with big.Rat; rounding is half away from zero.
 func refNs(t testing.TB, v any) (int64, bool) {
 	var s string
 	switch x := v.(type) {
@@ -89,6 +157,18 @@ func refNs(t testing.TB, v any) (int64, bool) {
 		s = x
 	default:
 		return 0, false
+	}
+	if ip, fp, _ := strings.Cut(s, "."); len(fp) <= 3 && !strings.ContainsAny(s, "eE+") {
+		neg := strings.HasPrefix(ip, "-")
+		i, err1 := strconv.ParseInt(strings.TrimPrefix(ip, "-"), 10, 64)
+		f, err2 := strconv.ParseInt((fp + "000")[:3], 10, 64)
+		if err1 == nil && err2 == nil {
+			n := i*1000 + f
+			if neg {
+				n = -n
+			}
+			return n, true
+		}
 	}
 	r, ok := new(big.Rat).SetString(s)
 	if !ok {
@@ -120,7 +200,7 @@ func refStr(v any) string {
 
 func refInt(v any) (int64, bool) {
 	n, ok := v.(json.Number)
-	if !ok {
+	if !ok || n == "" {
 		return 0, false
 	}
 	i, err := n.Int64()
@@ -170,41 +250,39 @@ func computeRef(t testing.TB, doc refDoc) refResult {
 	var steps []step
 	for _, e := range doc.Events {
 		res.total++
-		ph := refStr(e["ph"])
-		cat := refStr(e["cat"])
+		ph, cat, name := e.Ph, e.Cat, e.Name
 		res.byPh[ph]++
 		res.byCat[cat]++
 		if ph != "X" {
 			continue
 		}
-		ts, ok := refNs(t, e["ts"])
+		ts, ok := refNs(t, e.Ts)
 		if !ok {
 			continue
 		}
-		dur, _ := refNs(t, e["dur"])
-		args, _ := e["args"].(map[string]any)
-		name := refStr(e["name"])
+		dur, _ := refNs(t, e.Dur)
 		switch {
 		case cat == "kernel" || cat == "gpu_memcpy" || cat == "gpu_memset":
+			args := e.args(t)
 			a := refAct{ts: ts, end: ts + dur, name: name}
-			if d, ok := refInt(args["device"]); ok {
+			if d, ok := refInt(args.Device); ok {
 				a.device = d
-			} else if p, ok := refInt(e["pid"]); ok {
+			} else if p, ok := refInt(e.Pid); ok {
 				a.device = p
 			}
-			a.corr, a.hasCorr = refInt(args["correlation"])
+			a.corr, a.hasCorr = refInt(args.Correlation)
 			res.acts = append(res.acts, a)
 			res.kernelTotal[name] += dur
 			res.kernelCount[name]++
 			res.actTime += dur
 		case strings.HasSuffix(cat, "_runtime") || strings.HasSuffix(cat, "_driver"):
-			if c, ok := refInt(args["correlation"]); ok {
-				calls = append(calls, call{ts, ts + dur, refStr(e["pid"]), refStr(e["tid"]), c})
+			if c, ok := refInt(e.args(t).Correlation); ok {
+				calls = append(calls, call{ts, ts + dur, refStr(e.Pid), refStr(e.Tid), c})
 			}
 		case cat == "user_annotation":
 			if m := refStepRe.FindStringSubmatch(name); m != nil {
 				res.stepModes[m[1]]++
-				steps = append(steps, step{ts, ts + dur, refStr(e["pid"]), refStr(e["tid"])})
+				steps = append(steps, step{ts, ts + dur, refStr(e.Pid), refStr(e.Tid)})
 			}
 		}
 	}
@@ -290,4 +368,13 @@ func allFixtures(t testing.TB) []string {
 		t.Fatalf("expected the 10 shared trace fixtures, found %d", len(out))
 	}
 	return out
+}
+
+// skipLargeUnderRace keeps -race runs fast: the two fixtures over 1 MB
+// compressed are checked by the same tests without -race.
+func skipLargeUnderRace(t *testing.T, path string) {
+	t.Helper()
+	if st, err := os.Stat(path); raceEnabled && err == nil && st.Size() > 1<<20 {
+		t.Skipf("%s is checked without -race (the encoding/json reference is too slow under the race detector)", filepath.Base(path))
+	}
 }
