@@ -30,9 +30,9 @@ type Options struct {
 // familyColors gives each kernel family a stable color.
 var familyColors = map[string]string{
 	trace.FamilyGEMM: "#4e79a7", trace.FamilyAttention: "#f28e2b", trace.FamilyMoE: "#9c755f", trace.FamilyComm: "#e15759",
-	trace.FamilyNorm: "#76b7b2", trace.FamilyActivation: "#59a14f", trace.FamilyRoPE: "#edc948", trace.FamilyKVCache: "#b07aa1",
+	trace.FamilyNorm: "#a0cbe8", trace.FamilyActivation: "#59a14f", trace.FamilyRoPE: "#edc948", trace.FamilyKVCache: "#b07aa1",
 	trace.FamilySampling: "#ff9da7", trace.FamilyQuantization: "#8cd17d", trace.FamilyElementwise: "#bab0ac",
-	trace.FamilyMemcpy: "#86bcb6", trace.FamilyMemset: "#d4a6c8", trace.FamilyOther: "#79706e",
+	trace.FamilyMemcpy: "#499894", trace.FamilyMemset: "#d4a6c8", trace.FamilyOther: "#79706e",
 }
 
 var modeColors = []string{"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#edc948"}
@@ -171,7 +171,11 @@ func timelineSVG(s *trace.Summary) string {
 	for k := 0; k <= 4; k++ {
 		x := left + k*width/4
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#999"/>`, x, x, y-10, y-6)
-		fmt.Fprintf(&b, `<text x="%d" y="%d" class="axis" text-anchor="middle">%s</text>`, x, y+6, esc(trace.FormatDuration(s.WindowNs*int64(k)/4)))
+		anchor := map[int]string{0: "start", 4: "end"}[k]
+		if anchor == "" {
+			anchor = "middle"
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" class="axis" text-anchor="%s">%s</text>`, x, y+6, anchor, esc(trace.FormatDuration(s.WindowNs*int64(k)/4)))
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
