@@ -137,7 +137,8 @@ type Reader struct {
 	ev        Event
 	stack     []byte
 	compBytes *countingReader
-	// skipArgs leaves args of non-metadata events unparsed (merge mode).
+	// skipArgs is the merge mode: args of non-metadata events, cat, tid
+	// and dur are skipped, not parsed.
 	skipArgs bool
 }
 
@@ -378,12 +379,12 @@ func (r *Reader) unit(consumeEvent bool) error {
 		if b[i] != '"' {
 			return r.syntax(i, fmt.Sprintf("expected a top-level key, found %q", b[i]))
 		}
-		kend, kesc, err := r.scanString(i)
+		kend, _, err := r.scanString(i)
 		if err != nil {
 			return err
 		}
 		key := string(b[i+1 : kend-1])
-		if kesc {
+		if hasEscape(b[i+1 : kend-1]) {
 			key = unescape(b[i+1 : kend-1])
 		}
 		if i, err = r.ws(kend); err != nil {
@@ -501,7 +502,8 @@ func (r *Reader) ws(i int) (int, error) {
 }
 
 // scanString expects b[p] == '"' and returns the index after the closing
-// quote and whether the body holds escapes.
+// quote and whether an escaped quote was seen (other escapes are found by
+// hasEscape on the strings that are kept).
 func (r *Reader) scanString(p int) (int, bool, error) {
 	b := r.buf[:r.end]
 	i := p + 1
@@ -512,20 +514,25 @@ func (r *Reader) scanString(p int) (int, bool, error) {
 			return 0, false, errShort
 		}
 		q := i + j
+		if b[q-1] != '\\' {
+			// The usual case. Whether the body holds escapes elsewhere is
+			// asked only of kept strings (hasEscape), so skipped ones are
+			// not scanned twice.
+			return q + 1, esc, nil
+		}
 		n := 0
 		for k := q - 1; k > p && b[k] == '\\'; k-- {
 			n++
 		}
+		esc = true
 		if n%2 == 0 {
-			if !esc {
-				esc = bytes.IndexByte(b[p+1:q], '\\') >= 0
-			}
 			return q + 1, esc, nil
 		}
-		esc = true
 		i = q + 1
 	}
 }
+
+func hasEscape(body []byte) bool { return bytes.IndexByte(body, '\\') >= 0 }
 
 func isNumChar(c byte) bool {
 	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
@@ -648,11 +655,11 @@ func (r *Reader) parseString(p int) (body []byte, esc bool, end int, err error) 
 		end, err = r.skipValue(p)
 		return nil, false, end, err
 	}
-	end, esc, err = r.scanString(p)
+	end, _, err = r.scanString(p)
 	if err != nil {
 		return nil, false, 0, err
 	}
-	return b[p+1 : end-1], esc, end, nil
+	return b[p+1 : end-1], hasEscape(b[p+1 : end-1]), end, nil
 }
 
 // parseScalar returns the literal text of a number or the body of a string.
@@ -660,11 +667,11 @@ func (r *Reader) parseScalar(p int) (text []byte, isStr, esc bool, end int, err 
 	b := r.buf[:r.end]
 	switch c := b[p]; {
 	case c == '"':
-		end, esc, err = r.scanString(p)
+		end, _, err = r.scanString(p)
 		if err != nil {
 			return nil, false, false, 0, err
 		}
-		return b[p+1 : end-1], true, esc, end, nil
+		return b[p+1 : end-1], true, hasEscape(b[p+1 : end-1]), end, nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		end, err = r.scanNumber(p)
 		if err != nil {
@@ -710,7 +717,11 @@ func (r *Reader) parseEvent(p int) (int, error) {
 		}
 		vs := i
 		var ve int
-		switch string(key) {
+		k := string(key)
+		if r.skipArgs && (k == "cat" || k == "tid" || k == "dur") {
+			k = "" // merge mode: not rewritten, not needed
+		}
+		switch k {
 		case "ph":
 			var s []byte
 			s, _, ve, err = r.parseString(vs)
