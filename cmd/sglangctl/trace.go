@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/containerd/errdefs"
 	"github.com/spf13/cobra"
 
 	"github.com/sglangd/sglangd/internal/cliutil"
@@ -101,11 +102,7 @@ Examples:
 				return err
 			}
 			if summary != "" {
-				b, err := json.MarshalIndent(s, "", "  ")
-				if err != nil {
-					return err
-				}
-				if err := writeFileAtomic(summary, append(b, '\n')); err != nil {
+				if err := trace.WriteSummaryFile(summary, s); err != nil {
 					return err
 				}
 			}
@@ -180,16 +177,9 @@ Examples:
 // loadSummary reads a summary JSON file or analyses a trace path.
 func loadSummary(cmd *cobra.Command, path string) (*trace.Summary, error) {
 	if st, err := os.Stat(path); err == nil && !st.IsDir() && strings.HasSuffix(path, ".json") && !strings.HasSuffix(path, ".trace.json") {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		var s trace.Summary
-		if err := json.Unmarshal(b, &s); err == nil && s.Version > 0 {
-			if s.Version > trace.SummaryVersion {
-				return nil, fmt.Errorf("summary %s has version %d, newer than this sglangctl's %d: upgrade sglangctl", path, s.Version, trace.SummaryVersion)
-			}
-			return &s, nil
+		s, err := trace.ReadSummaryFile(path)
+		if err == nil || errors.Is(err, errdefs.ErrFailedPrecondition) {
+			return s, err
 		}
 	}
 	s, err := trace.AnalyzePath(cmd.Context(), path, trace.AnalyzeOptions{})
@@ -197,29 +187,4 @@ func loadSummary(cmd *cobra.Command, path string) (*trace.Summary, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return s, nil
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
