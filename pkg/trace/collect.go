@@ -365,6 +365,15 @@ func collect(ctx context.Context, r *Reader, f RankFile, label string) ([]*colle
 		}
 		col.add(ev, base)
 	}
+	if h := r.Header(); h.HasBaseTime && !main.hasBase {
+		// baseTimeNanoseconds came after traceEvents: apply it now.
+		main.base, main.hasBase = h.BaseTimeNanoseconds, true
+		main.shift(h.BaseTimeNanoseconds)
+		for _, c := range order {
+			c.base, c.hasBase = h.BaseTimeNanoseconds, true
+			c.shift(h.BaseTimeNanoseconds)
+		}
+	}
 	if split == nil {
 		return []*collector{main}, nil
 	}
@@ -373,6 +382,30 @@ func collect(ctx context.Context, r *Reader, f RankFile, label string) ([]*colle
 		mergeInto(order[0], main)
 	}
 	return order, nil
+}
+
+// shift adds d to every time the collector holds.
+func (c *collector) shift(d int64) {
+	for i := range c.gpu {
+		c.gpu[i].ts += d
+		c.gpu[i].end += d
+	}
+	for i := range c.calls {
+		c.calls[i].ts += d
+		c.calls[i].end += d
+	}
+	for i := range c.ops {
+		c.ops[i].ts += d
+		c.ops[i].end += d
+	}
+	for i := range c.steps {
+		c.steps[i].ts += d
+		c.steps[i].end += d
+	}
+	if c.hasTime {
+		c.minTs += d
+		c.maxEnd += d
+	}
 }
 
 // mergeInto moves src's unlabelled events into dst.

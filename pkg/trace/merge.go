@@ -232,6 +232,19 @@ func readHeader(path string) (*Header, error) {
 	if err := r.ReadHeader(); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("trace %s: %w", path, err)
 	}
+	if !r.Header().HasBaseTime {
+		// Some writers put baseTimeNanoseconds after traceEvents; the time
+		// shift must be known before the first event is copied.
+		for {
+			_, err := r.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("trace %s: %w", path, err)
+			}
+		}
+	}
 	return r.Header(), nil
 }
 

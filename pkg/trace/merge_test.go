@@ -265,3 +265,33 @@ func TestMerge_Cancelled(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
+
+// Some writers put baseTimeNanoseconds after traceEvents (the HTA
+// nccl_data fixture does); merge and analysis must still use it.
+func TestBaseTimeAfterEvents(t *testing.T) {
+	dir := t.TempDir()
+	ev := `{"ph": "X", "cat": "kernel", "name": "k", "pid": 0, "tid": 7, "ts": 10, "dur": 5, "args": {"device": 0}}`
+	const base = int64(1_790_857_026_000_000_000)
+	writeTrace(t, filepath.Join(dir, "p-TP-0.trace.json.gz"), base, ev)
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	fmt.Fprintf(zw, `{"traceEvents": [%s], "baseTimeNanoseconds": %d}`, ev, base+2000)
+	zw.Close()
+	if err := os.WriteFile(filepath.Join(dir, "p-TP-1.trace.json.gz"), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := MergeDir(context.Background(), dir, filepath.Join(dir, "m.json"), MergeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BaseTimeNanoseconds != base || res.Files[1].ShiftNs != 2000 {
+		t.Errorf("merge: base %d, shifts %d/%d", res.BaseTimeNanoseconds, res.Files[0].ShiftNs, res.Files[1].ShiftNs)
+	}
+	s, err := AnalyzeFiles(context.Background(), []RankFile{{Path: filepath.Join(dir, "p-TP-1.trace.json.gz")}}, AnalyzeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.OriginUnixNs != base+2000+10_000 || hasWarning(s, WarnNoBaseTime) {
+		t.Errorf("analysis origin = %d, want %d; warnings %+v", s.OriginUnixNs, base+2000+10_000, s.Warnings)
+	}
+}
