@@ -22,7 +22,12 @@ id=1764300000.000001
 in="$work/in-${ranks}x${mb}"
 mkdir -p "$work"
 
-go build -o "$work/tracebench" ./bench/tracebench
+# TRACEBENCH names a prebuilt bench/tracebench (machines without Go).
+if [ -n "${TRACEBENCH:-}" ]; then
+  cp "$TRACEBENCH" "$work/tracebench"
+else
+  go build -o "$work/tracebench" ./bench/tracebench
+fi
 if [ ! -f "$in/.done" ]; then
   rm -rf "$in"
   srcs="$fixtures/traces/h200/1764201700.000002-TP-0.trace.json.gz,$fixtures/traces/h200/1764201700.000002-TP-1.trace.json.gz"
@@ -44,6 +49,7 @@ ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": time.time() - t0, "cpu_seconds": ru.ru_utime + ru.ru_stime, "max_rss_kib": ru.ru_maxrss, "path": path}))
 EOF
 
+calc() { python3 -c "print($1)"; }
 json() { python3 -c "import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d[sys.argv[1]])" "$1"; }
 gz=$(du -cb "$in"/*.trace.json.gz | tail -1 | cut -f1)
 
@@ -66,13 +72,13 @@ printf '%-34s %9s %9s %13s %11s\n' "run" "wall s" "CPU s" "peak RSS MiB" "MiB/s 
 row() {
   local s cpu rss
   s=$(echo "$2" | json seconds); cpu=$(echo "$2" | json cpu_seconds); rss=$(echo "$2" | json max_rss_kib)
-  printf '%-34s %9.2f %9.2f %13.0f %11.0f\n' "$1" "$s" "$cpu" "$(echo "$rss/1024" | bc -l)" "$(echo "$inbytes/1048576/$s" | bc -l)"
+  printf '%-34s %9.2f %9.2f %13.0f %11.0f\n' "$1" "$s" "$cpu" "$(calc "$rss/1024")" "$(calc "$inbytes/1048576/$s")"
 }
 row "merge: sglangd (Go, streaming)" "$ours"
 row "merge: SGLang profile_merger.py" "$theirs"
 row "analyze: sglangd" "$an"
 printf '\nmerge: %.1fx faster (wall), %.1fx less CPU, %.0fx less memory; analysis: %.2f M events/s\n' \
-  "$(echo "$(echo "$theirs" | json seconds)/$(echo "$ours" | json seconds)" | bc -l)" \
-  "$(echo "$(echo "$theirs" | json cpu_seconds)/$(echo "$ours" | json cpu_seconds)" | bc -l)" \
-  "$(echo "$(echo "$theirs" | json max_rss_kib)/$(echo "$ours" | json max_rss_kib)" | bc -l)" \
-  "$(echo "$(echo "$an" | json events_per_sec)/1000000" | bc -l)"
+  "$(calc "$(echo "$theirs" | json seconds)/$(echo "$ours" | json seconds)")" \
+  "$(calc "$(echo "$theirs" | json cpu_seconds)/$(echo "$ours" | json cpu_seconds)")" \
+  "$(calc "$(echo "$theirs" | json max_rss_kib)/$(echo "$ours" | json max_rss_kib)")" \
+  "$(calc "$(echo "$an" | json events_per_sec)/1000000")"
