@@ -23,6 +23,7 @@ import (
 	"github.com/sglangd/sglangd/pkg/api"
 	"github.com/sglangd/sglangd/pkg/api/server"
 	"github.com/sglangd/sglangd/pkg/config"
+	"github.com/sglangd/sglangd/pkg/model"
 	"github.com/sglangd/sglangd/pkg/store"
 )
 
@@ -37,6 +38,7 @@ type daemon struct {
 	mu        sync.RWMutex
 	cfg       config.Config
 	st        *store.Store
+	models    *model.Jobs
 	id        string
 	starts    int64
 	startedAt time.Time
@@ -64,6 +66,21 @@ func (d *daemon) run(ctx context.Context) error {
 		zap.String("data_dir", cfg.DataDir), zap.String("socket", cfg.API.Socket), zap.Stringer("secrets", cfg.Secrets))
 
 	reg := prometheus.NewRegistry()
+	// Downloads run under their own context, cancelled and waited for on
+	// the way out, so their resume state is saved before the process ends.
+	cache, err := model.New(modelOptions(cfg, d.log, reg, d.build))
+	if err != nil {
+		return err
+	}
+	modelsCtx, stopModels := context.WithCancel(ctx)
+	jobs := model.NewJobs(modelsCtx, cache)
+	defer func() {
+		stopModels()
+		jobs.Wait()
+	}()
+	d.mu.Lock()
+	d.models = jobs
+	d.mu.Unlock()
 	srv, err := server.New(server.Options{
 		Logger:   d.log,
 		Registry: reg,
@@ -71,6 +88,7 @@ func (d *daemon) run(ctx context.Context) error {
 		Version:  d.version,
 		Checks:   d.checks(),
 		Token:    cfg.Secrets.APIToken,
+		Models:   modelBackend{jobs: jobs},
 	})
 	if err != nil {
 		return err

@@ -48,6 +48,8 @@ type Options struct {
 	Checks []Check
 	// Token is required as a bearer token on TCP listeners.
 	Token string
+	// Models serves /v1/models; nil leaves those routes out.
+	Models Models
 }
 
 // Server is the API server. Create it with New, then Serve listeners.
@@ -94,6 +96,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
 	s.handle("GET /v1/version", s.getVersion)
 	s.handle("GET /v1/doctor", s.getDoctor)
+	s.modelRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))
 	})
