@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -213,30 +214,33 @@ func newPullDisplay(w io.Writer, plain bool) pullDisplay {
 	return &lineDisplay{w: w, done: map[string]bool{}, every: 5 * time.Second}
 }
 
-// barDisplay draws an overall bar and one bar per file in flight.
+// barDisplay draws an overall bar and one bar per file in flight. The
+// decorators run on mpb's goroutines and read the latest event through
+// atomic pointers: taking mu there could deadlock with a bar update made
+// under mu.
 type barDisplay struct {
-	p *mpb.Progress
+	p    *mpb.Progress
+	last atomic.Pointer[api.ModelPullEvent]
 
 	mu      sync.Mutex
-	last    api.ModelPullEvent
 	overall *mpb.Bar
 	files   map[string]*fileBar
 }
 
 type fileBar struct {
 	bar  *mpb.Bar
-	last api.ModelFileProgress
+	last atomic.Pointer[api.ModelFileProgress]
 }
 
-func newBarDisplay(w io.Writer) *barDisplay {
-	return &barDisplay{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond)),
-		files: map[string]*fileBar{}}
+func newBarDisplay(w io.Writer, opts ...mpb.ContainerOption) *barDisplay {
+	opts = append([]mpb.ContainerOption{mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(150 * time.Millisecond)}, opts...)
+	return &barDisplay{p: mpb.New(opts...), files: map[string]*fileBar{}}
 }
 
 func (d *barDisplay) event(ev api.ModelPullEvent) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.last = ev
+	d.last.Store(&ev)
 	if ev.TotalBytes <= 0 {
 		return
 	}
@@ -245,9 +249,7 @@ func (d *barDisplay) event(ev api.ModelPullEvent) {
 		d.overall = d.p.AddBar(ev.TotalBytes, mpb.BarPriority(-1),
 			mpb.PrependDecorators(decor.Name(name, decor.WC{W: len(name) + 1, C: decor.DindentRight})),
 			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
-				d.mu.Lock()
-				defer d.mu.Unlock()
-				e := d.last
+				e := d.last.Load()
 				return fmt.Sprintf(" %s / %s  %s/s  ETA %s  %d/%d files", sizeText(e.CompletedBytes), sizeText(e.TotalBytes),
 					sizeText(int64(e.BytesPerSecond)), etaText(e.ETASeconds), e.FilesDone, e.Files)
 			})))
@@ -264,7 +266,7 @@ func (d *barDisplay) event(ev api.ModelPullEvent) {
 			}
 			fb = d.addFile(f)
 		}
-		fb.last = f
+		fb.last.Store(&f)
 		switch f.State {
 		case api.ModelFileDone, api.ModelFileCached:
 			d.finishFile(f.Path, fb)
@@ -283,7 +285,8 @@ func (d *barDisplay) event(ev api.ModelPullEvent) {
 }
 
 func (d *barDisplay) addFile(f api.ModelFileProgress) *fileBar {
-	fb := &fileBar{last: f}
+	fb := &fileBar{}
+	fb.last.Store(&f)
 	name := "  " + f.Path
 	if len(name) > 48 {
 		name = "  …" + f.Path[len(f.Path)-45:]
@@ -291,9 +294,7 @@ func (d *barDisplay) addFile(f api.ModelFileProgress) *fileBar {
 	fb.bar = d.p.AddBar(f.SizeBytes, mpb.BarRemoveOnComplete(),
 		mpb.PrependDecorators(decor.Name(name, decor.WC{W: 49, C: decor.DindentRight})),
 		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			l := fb.last
+			l := fb.last.Load()
 			if l.State == api.ModelFileVerifying {
 				return " verifying"
 			}
@@ -309,7 +310,7 @@ func (d *barDisplay) addFile(f api.ModelFileProgress) *fileBar {
 }
 
 func (d *barDisplay) finishFile(path string, fb *fileBar) {
-	fb.bar.SetTotal(fb.last.SizeBytes, true)
+	fb.bar.SetTotal(fb.last.Load().SizeBytes, true)
 	delete(d.files, path)
 }
 
@@ -321,7 +322,7 @@ func (d *barDisplay) finish(ok bool) {
 	}
 	if d.overall != nil {
 		if ok {
-			d.overall.SetTotal(d.last.TotalBytes, true)
+			d.overall.SetTotal(d.last.Load().TotalBytes, true)
 		} else {
 			d.overall.Abort(false)
 		}

@@ -42,6 +42,7 @@ func modelOptions(cfg config.Config, log *zap.Logger, reg prometheus.Registerer,
 		MaxConnections:     m.MaxConnections,
 		StallTimeout:       m.StallTimeout.D(),
 		Retries:            retries,
+		NoSync:             !m.Fsync,
 	}
 }
 

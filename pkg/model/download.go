@@ -130,10 +130,12 @@ func (d *blobDownload) resolve(ctx context.Context) (*fileMeta, error) {
 			errdefs.ErrUnavailable, "the endpoint served another commit than it listed; check HF_ENDPOINT or pin --revision to a commit")
 	}
 	if meta.etag != "" && meta.etag != rf.etag() {
-		return nil, withClass(fmt.Errorf("resolve file %s %s: etag %s, but the listing says %s: %w", d.run.repo, rf.Path, meta.etag, rf.etag(), ErrNotHub),
-			errdefs.ErrUnavailable, "the endpoint is inconsistent; retry later or use another HF_ENDPOINT")
+		// Some mirrors rewrite ETags. The content is checked against the
+		// listing's hash anyway, so this alone is no reason to stop.
+		d.log.Warn("resolve answered another etag than the listing; verifying against the listing",
+			zap.String("etag", meta.etag), zap.String("listing", rf.etag()))
 	}
-	if meta.size >= 0 && meta.size != rf.Size && (meta.size != 0 || rf.Size != 0) {
+	if meta.size >= 0 && meta.size != rf.Size {
 		return nil, withClass(fmt.Errorf("resolve file %s %s: size %d, but the listing says %d: %w", d.run.repo, rf.Path, meta.size, rf.Size, ErrNotHub),
 			errdefs.ErrUnavailable, "the endpoint is inconsistent; retry later or use another HF_ENDPOINT")
 	}

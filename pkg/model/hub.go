@@ -380,7 +380,7 @@ func (h *hub) tree(ctx context.Context, repo, commit string) ([]remoteFile, erro
 type fileMeta struct {
 	commit string
 	etag   string
-	size   int64
+	size   int64 // -1 when the answer did not say
 	// dataURL is the presigned CDN URL, or the resolve URL for files the
 	// Hub serves itself.
 	dataURL *url.URL
@@ -395,7 +395,7 @@ func (h *hub) resolve(ctx context.Context, repo, commit, path string) (*fileMeta
 		return nil, err
 	}
 	resp.Body.Close()
-	m := &fileMeta{commit: resp.Header.Get("X-Repo-Commit")}
+	m := &fileMeta{commit: resp.Header.Get("X-Repo-Commit"), size: -1}
 	if m.commit == "" {
 		return nil, withClass(fmt.Errorf("resolve file %s %s: %s answered without X-Repo-Commit, so a proxy or misconfigured mirror answered, not the Hub: %w",
 			repo, path, resp.Request.URL.Host, ErrNotHub), errdefs.ErrUnavailable,
@@ -407,8 +407,10 @@ func (h *hub) resolve(ctx context.Context, repo, commit, path string) (*fileMeta
 	}
 	redirected := isRedirect(resp.StatusCode)
 	if s := resp.Header.Get("X-Linked-Size"); s != "" {
-		m.size, _ = strconv.ParseInt(s, 10, 64)
-	} else if !redirected {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			m.size = n
+		}
+	} else if !redirected && resp.ContentLength >= 0 {
 		m.size = resp.ContentLength
 	}
 	m.dataURL = resp.Request.URL

@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -493,5 +496,54 @@ func TestCache_Pull_renamedRepo(t *testing.T) {
 	got, _ := os.ReadFile(filepath.Join(snap.Path, "model-00002-of-00002.safetensors"))
 	if !bytes.Equal(got, srv.Content("acme/new-name", "model-00002-of-00002.safetensors")) {
 		t.Error("content differs after a relative redirect")
+	}
+}
+
+func TestCache_Pull_mirrorRedirect(t *testing.T) {
+	srv, commits := newServer(t, hubtest.Options{}, hubtest.Repo{ID: testRepo, Files: testFiles()})
+	// A mirror that sends everything to the real Hub with an absolute
+	// redirect and no X-Repo-Commit, as some do.
+	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			t.Errorf("mirror request %s carries a token", r.URL)
+		}
+		http.Redirect(w, r, srv.URL+r.URL.RequestURI(), http.StatusMovedPermanently)
+	}))
+	defer mirror.Close()
+	c, err := New(Options{CacheDir: t.TempDir(), Endpoint: mirror.URL, PartSize: testPart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := c.Pull(context.Background(), PullRequest{Repo: testRepo}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Commit != commits[0] || snap.Files != 6 {
+		t.Errorf("snapshot = %+v", snap)
+	}
+}
+
+func TestCache_Pull_twoProcesses(t *testing.T) {
+	e := newEnv(t, hubtest.Options{Throttle: 2 << 20})
+	want := wantFiles(t, e.srv, testRepo)
+	// Two caches on one directory stand for two processes (two daemons,
+	// or sglangd and Python): the blob locks make each blob download once.
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		c := e.cache()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Pull(context.Background(), PullRequest{Repo: testRepo}, nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	checkSnapshot(t, e.opts.CacheDir, testRepo, e.commit, want)
+	for p, b := range want {
+		if got := e.srv.Stats(p).BytesServed; got != int64(len(b)) {
+			t.Errorf("%s served %d bytes, want %d once", p, got, len(b))
+		}
 	}
 }

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vbauerster/mpb/v8"
+
+	"github.com/sglangd/sglangd/pkg/api"
+)
+
+// pullEvents is a pull as the daemon streams it: two files in flight, one
+// finishing (reported done), one leaving the list without a final state
+// (its report was dropped), then the end.
+func pullEvents() []api.ModelPullEvent {
+	a := api.ModelFileProgress{Path: "model-00001-of-00002.safetensors", SizeBytes: 300 << 20, State: api.ModelFileDownloading}
+	b := api.ModelFileProgress{Path: "model-00002-of-00002.safetensors", SizeBytes: 200 << 20, State: api.ModelFileDownloading}
+	ev := func(phase string, done int64, files int, active ...api.ModelFileProgress) api.ModelPullEvent {
+		return api.ModelPullEvent{Phase: phase, Repo: "acme/m", Revision: "main", Commit: "0123456789abcdef0123", Files: 2,
+			FilesDone: files, TotalBytes: 500 << 20, CompletedBytes: done, BytesPerSecond: 100 << 20, ETASeconds: 3, Active: active}
+	}
+	a1, b1 := a, b
+	a1.CompletedBytes, b1.CompletedBytes = 100<<20, 50<<20
+	a2 := a
+	a2.CompletedBytes, a2.State = a.SizeBytes, api.ModelFileDone
+	return []api.ModelPullEvent{
+		{Phase: api.ModelPhaseResolving, Repo: "acme/m", Revision: "main"},
+		ev(api.ModelPhaseDownloading, 0, 0),
+		ev(api.ModelPhaseDownloading, 150<<20, 0, a1, b1),
+		ev(api.ModelPhaseDownloading, 350<<20, 1, a2, b1),
+		ev(api.ModelPhaseDownloading, 500<<20, 2),
+		ev(api.ModelPhaseDone, 500<<20, 2),
+	}
+}
+
+func TestLineDisplay(t *testing.T) {
+	var buf bytes.Buffer
+	d := &lineDisplay{w: &buf, done: map[string]bool{}, every: time.Hour}
+	for _, ev := range pullEvents() {
+		d.event(ev)
+	}
+	d.finish(true)
+	out := buf.String()
+	for _, want := range []string{
+		"Resolving acme/m@main\n",
+		"Downloading acme/m@0123456789ab: 2 files, 500.0MiB (0 B already here)\n",
+		"  done   model-00001-of-00002.safetensors (300.0MiB)\n",
+		"Done: 500.0MiB",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "model-00001") != 1 {
+		t.Errorf("a finished file is reported more than once:\n%s", out)
+	}
+}
+
+func TestBarDisplay(t *testing.T) {
+	var buf bytes.Buffer
+	d := newBarDisplay(&buf, mpb.WithAutoRefresh(), mpb.WithWidth(200)) // draw although the output is no terminal
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, ev := range pullEvents() {
+			d.event(ev)
+			time.Sleep(20 * time.Millisecond) // let mpb render between events
+		}
+		d.finish(true)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("bar display hung")
+	}
+	out := buf.String()
+	for _, want := range []string{"acme/m", "500.0MiB / 500.0MiB", "2/2 files"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bars lack %q:\n%s", want, out)
+		}
+	}
+	if len(d.files) != 0 {
+		t.Errorf("file bars left: %v", d.files)
+	}
+}
