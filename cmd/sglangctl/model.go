@@ -69,11 +69,16 @@ bytes, rate and ETA), plain lines otherwise.`,
 				return err
 			}
 			disp := newPullDisplay(g.stderr, plain)
-			snap, err := c.PullModel(cmd.Context(), req, disp.event)
+			var opID string
+			snap, err := c.PullModel(cmd.Context(), req, func(u api.ModelPullUpdate) {
+				opID = u.Op
+				disp.event(u)
+			})
 			disp.finish(err == nil)
 			if err != nil {
 				if errors.Is(err, context.Canceled) || cmd.Context().Err() != nil {
-					fmt.Fprintf(g.stderr, "Detached: the daemon keeps downloading %s; run the same pull again to watch it.\n", req.Repo)
+					fmt.Fprintf(g.stderr, "Detached: the daemon keeps downloading %s (operation %s); run the same pull again, or 'sglangctl operation watch %s', to follow it.\n",
+						req.Repo, opID, opID)
 				}
 				return err
 			}
@@ -203,7 +208,7 @@ model again to fetch it. Exit code 1 if anything was wrong.`,
 
 // pullDisplay renders pull events on stderr.
 type pullDisplay interface {
-	event(api.ModelPullEvent)
+	event(api.ModelPullUpdate)
 	finish(ok bool)
 }
 
@@ -237,9 +242,18 @@ func newBarDisplay(w io.Writer, opts ...mpb.ContainerOption) *barDisplay {
 	return &barDisplay{p: mpb.New(opts...), files: map[string]*fileBar{}}
 }
 
-func (d *barDisplay) event(ev api.ModelPullEvent) {
+func (d *barDisplay) event(u api.ModelPullUpdate) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	switch {
+	case u.Overall != nil:
+		d.overallEvent(*u.Overall)
+	case u.File != nil:
+		d.fileEvent(*u.File)
+	}
+}
+
+func (d *barDisplay) overallEvent(ev api.ModelPullEvent) {
 	d.last.Store(&ev)
 	if ev.TotalBytes <= 0 {
 		return
@@ -256,31 +270,25 @@ func (d *barDisplay) event(ev api.ModelPullEvent) {
 	}
 	d.overall.SetTotal(ev.TotalBytes, false)
 	d.overall.SetCurrent(ev.CompletedBytes)
-	seen := map[string]bool{}
-	for _, f := range ev.Active {
-		seen[f.Path] = true
-		fb := d.files[f.Path]
-		if fb == nil {
-			if f.State != api.ModelFileDownloading && f.State != api.ModelFileVerifying {
-				continue
-			}
-			fb = d.addFile(f)
+}
+
+func (d *barDisplay) fileEvent(f api.ModelFileProgress) {
+	fb := d.files[f.Path]
+	if fb == nil {
+		if f.State != api.ModelFileDownloading && f.State != api.ModelFileVerifying {
+			return
 		}
-		fb.last.Store(&f)
-		switch f.State {
-		case api.ModelFileDone, api.ModelFileCached:
-			d.finishFile(f.Path, fb)
-		case api.ModelFileFailed:
-			fb.bar.Abort(false)
-			delete(d.files, f.Path)
-		default:
-			fb.bar.SetCurrent(f.CompletedBytes)
-		}
+		fb = d.addFile(f)
 	}
-	for p, fb := range d.files {
-		if !seen[p] {
-			d.finishFile(p, fb)
-		}
+	fb.last.Store(&f)
+	switch f.State {
+	case api.ModelFileDone, api.ModelFileCached:
+		d.finishFile(f.Path, fb)
+	case api.ModelFileFailed:
+		fb.bar.Abort(false)
+		delete(d.files, f.Path)
+	default:
+		fb.bar.SetCurrent(f.CompletedBytes)
 	}
 }
 
@@ -342,7 +350,15 @@ type lineDisplay struct {
 	ev    api.ModelPullEvent
 }
 
-func (d *lineDisplay) event(ev api.ModelPullEvent) {
+func (d *lineDisplay) event(u api.ModelPullUpdate) {
+	if f := u.File; f != nil {
+		if (f.State == api.ModelFileDone || f.State == api.ModelFileFailed) && !d.done[f.Path] {
+			d.done[f.Path] = true
+			fmt.Fprintf(d.w, "  %-6s %s (%s)\n", f.State, f.Path, sizeText(f.SizeBytes))
+		}
+		return
+	}
+	ev := *u.Overall
 	d.ev = ev
 	if ev.Phase != d.phase {
 		d.phase = ev.Phase
@@ -352,12 +368,6 @@ func (d *lineDisplay) event(ev api.ModelPullEvent) {
 		case api.ModelPhaseDownloading:
 			fmt.Fprintf(d.w, "Downloading %s@%s: %d files, %s (%s already here)\n", ev.Repo, short(ev.Commit), ev.Files,
 				sizeText(ev.TotalBytes), sizeText(ev.CompletedBytes))
-		}
-	}
-	for _, f := range ev.Active {
-		if (f.State == api.ModelFileDone || f.State == api.ModelFileFailed) && !d.done[f.Path] {
-			d.done[f.Path] = true
-			fmt.Fprintf(d.w, "  %-6s %s (%s)\n", f.State, f.Path, sizeText(f.SizeBytes))
 		}
 	}
 	if ev.Phase == api.ModelPhaseDownloading && time.Since(d.last) >= d.every {

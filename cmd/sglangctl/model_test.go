@@ -11,27 +11,32 @@ import (
 	"github.com/sglangd/sglangd/pkg/api"
 )
 
-// pullEvents is a pull as the daemon streams it: two files in flight, one
-// finishing (reported done), one leaving the list without a final state
-// (its report was dropped), then the end.
-func pullEvents() []api.ModelPullEvent {
+// pullEvents is a pull as the daemon streams it: overall events and
+// per-file events (one file finishing, one that the stream ends on before
+// its last report), then the end.
+func pullEvents() []api.ModelPullUpdate {
 	a := api.ModelFileProgress{Path: "model-00001-of-00002.safetensors", SizeBytes: 300 << 20, State: api.ModelFileDownloading}
 	b := api.ModelFileProgress{Path: "model-00002-of-00002.safetensors", SizeBytes: 200 << 20, State: api.ModelFileDownloading}
-	ev := func(phase string, done int64, files int, active ...api.ModelFileProgress) api.ModelPullEvent {
-		return api.ModelPullEvent{Phase: phase, Repo: "acme/m", Revision: "main", Commit: "0123456789abcdef0123", Files: 2,
-			FilesDone: files, TotalBytes: 500 << 20, CompletedBytes: done, BytesPerSecond: 100 << 20, ETASeconds: 3, Active: active}
+	overall := func(phase string, done int64, files int) api.ModelPullUpdate {
+		return api.ModelPullUpdate{Op: "model.pull-1", Overall: &api.ModelPullEvent{Phase: phase, Repo: "acme/m", Revision: "main",
+			Commit: "0123456789abcdef0123", Files: 2, FilesDone: files, TotalBytes: 500 << 20, CompletedBytes: done,
+			BytesPerSecond: 100 << 20, ETASeconds: 3}}
 	}
-	a1, b1 := a, b
-	a1.CompletedBytes, b1.CompletedBytes = 100<<20, 50<<20
-	a2 := a
-	a2.CompletedBytes, a2.State = a.SizeBytes, api.ModelFileDone
-	return []api.ModelPullEvent{
-		{Phase: api.ModelPhaseResolving, Repo: "acme/m", Revision: "main"},
-		ev(api.ModelPhaseDownloading, 0, 0),
-		ev(api.ModelPhaseDownloading, 150<<20, 0, a1, b1),
-		ev(api.ModelPhaseDownloading, 350<<20, 1, a2, b1),
-		ev(api.ModelPhaseDownloading, 500<<20, 2),
-		ev(api.ModelPhaseDone, 500<<20, 2),
+	file := func(f api.ModelFileProgress, done int64, state string) api.ModelPullUpdate {
+		f.CompletedBytes, f.State = done, state
+		return api.ModelPullUpdate{Op: "model.pull-1", File: &f}
+	}
+	return []api.ModelPullUpdate{
+		{Op: "model.pull-1", Overall: &api.ModelPullEvent{Phase: api.ModelPhaseResolving, Repo: "acme/m", Revision: "main"}},
+		overall(api.ModelPhaseDownloading, 0, 0),
+		file(a, 100<<20, api.ModelFileDownloading),
+		file(b, 50<<20, api.ModelFileDownloading),
+		overall(api.ModelPhaseDownloading, 150<<20, 0),
+		file(a, 300<<20, api.ModelFileVerifying),
+		file(a, 300<<20, api.ModelFileDone),
+		overall(api.ModelPhaseDownloading, 350<<20, 1),
+		file(b, 200<<20, api.ModelFileDone),
+		overall(api.ModelPhaseDone, 500<<20, 2),
 	}
 }
 

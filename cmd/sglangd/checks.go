@@ -19,6 +19,7 @@ func (d *daemon) checks() []server.Check {
 		{Name: "daemon", Run: d.checkDaemon},
 		{Name: "state", Run: d.checkState},
 		{Name: "data_dir", Run: d.checkDataDir},
+		{Name: "gpu", Run: d.checkGPU},
 		{Name: "model_cache", Run: d.checkModelCache},
 	}
 }

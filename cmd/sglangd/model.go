@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +14,7 @@ import (
 	"github.com/sglangd/sglangd/pkg/api"
 	"github.com/sglangd/sglangd/pkg/config"
 	"github.com/sglangd/sglangd/pkg/model"
+	"github.com/sglangd/sglangd/pkg/operation"
 )
 
 // modelOptions maps the model section (and the HF token) onto the model
@@ -55,23 +58,60 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// modelBackend serves /v1/models from the model package.
+// modelBackend serves /v1/models from the model package. Pulls run as
+// operations of the daemon's manager, keyed by repo, commit and file
+// selection, so a second client attaches to the running download.
 type modelBackend struct {
-	jobs *model.Jobs
+	cache *model.Cache
+	ops   *operation.Manager
 }
 
-func (b modelBackend) Pull(ctx context.Context, req api.ModelPullRequest, fn func(api.ModelPullEvent)) (*api.ModelSnapshot, error) {
-	snap, err := b.jobs.Pull(ctx, model.PullRequest{Repo: req.Repo, Revision: req.Revision, Include: req.Include, Exclude: req.Exclude},
-		func(p model.Progress) { fn(pullEvent(p)) })
+func (b modelBackend) Pull(ctx context.Context, req api.ModelPullRequest) (string, operation.Func, error) {
+	commit, err := b.cache.Resolve(ctx, req.Repo, req.Revision)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	s := apiSnapshot(*snap)
-	return &s, nil
+	mreq := model.PullRequest{Repo: req.Repo, Revision: req.Revision, Commit: commit, Include: req.Include, Exclude: req.Exclude}
+	fn := func(ctx context.Context, report func(key string, v any)) (any, error) {
+		sent := map[string]api.ModelFileProgress{}
+		snap, err := b.cache.Pull(ctx, mreq, func(p model.Progress) {
+			report(api.ModelPullOverallKey, pullEvent(p))
+			for _, f := range p.Active {
+				fp := fileEvent(f)
+				if sent[f.Path] != fp {
+					sent[f.Path] = fp
+					report(api.ModelPullFilePrefix+f.Path, fp)
+				}
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		return apiSnapshot(*snap), nil
+	}
+	return pullKey(req.Repo, commit, req.Include, req.Exclude), fn, nil
+}
+
+// pullKey names a download for joining and for `sglangctl operation
+// list`: repo@commit, plus the file selection when it is not the default.
+func pullKey(repo, commit string, include, exclude []string) string {
+	key := repo + "@" + commit
+	norm := func(p []string) string {
+		s := slices.Clone(p)
+		slices.Sort(s)
+		return strings.Join(slices.Compact(s), ",")
+	}
+	if include != nil {
+		key += " include=" + norm(include)
+	}
+	if exclude != nil {
+		key += " exclude=" + norm(exclude)
+	}
+	return key
 }
 
 func (b modelBackend) List(ctx context.Context) (*api.ModelList, error) {
-	snaps, err := b.jobs.Cache().List(ctx)
+	snaps, err := b.cache.List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -79,18 +119,29 @@ func (b modelBackend) List(ctx context.Context) (*api.ModelList, error) {
 	for _, s := range snaps {
 		out.Models = append(out.Models, apiSnapshot(s))
 	}
-	for _, p := range b.jobs.Active() {
-		out.Pulls = append(out.Pulls, pullEvent(p))
+	for _, info := range b.ops.List() {
+		if info.Kind != api.ModelPullKind || info.State != operation.Running {
+			continue
+		}
+		op, err := b.ops.Get(info.ID)
+		if err != nil {
+			continue
+		}
+		for _, ev := range op.Snapshot() {
+			if p, ok := ev.Value.(api.ModelPullEvent); ok && ev.Key == api.ModelPullOverallKey {
+				out.Pulls = append(out.Pulls, p)
+			}
+		}
 	}
 	return out, nil
 }
 
 func (b modelBackend) Remove(ctx context.Context, repo, revision string) error {
-	return b.jobs.Cache().Remove(ctx, repo, revision)
+	return b.cache.Remove(ctx, repo, revision)
 }
 
 func (b modelBackend) Verify(ctx context.Context, req api.ModelVerifyRequest) (*api.ModelVerifyReport, error) {
-	rep, err := b.jobs.Cache().Verify(ctx, req.Repo, req.Revision)
+	rep, err := b.cache.Verify(ctx, req.Repo, req.Revision)
 	if err != nil {
 		return nil, err
 	}
@@ -102,14 +153,14 @@ func (b modelBackend) Verify(ctx context.Context, req api.ModelVerifyRequest) (*
 }
 
 func pullEvent(p model.Progress) api.ModelPullEvent {
-	ev := api.ModelPullEvent{Phase: string(p.Phase), Repo: p.Repo, Revision: p.Revision, Commit: p.Commit,
+	return api.ModelPullEvent{Phase: string(p.Phase), Repo: p.Repo, Revision: p.Revision, Commit: p.Commit,
 		Files: p.Files, FilesDone: p.FilesDone, TotalBytes: p.Total, CompletedBytes: p.Completed,
 		DownloadedBytes: p.Downloaded, BytesPerSecond: p.Rate, ETASeconds: p.ETA.Seconds(), ElapsedSeconds: p.Elapsed.Seconds()}
-	for _, f := range p.Active {
-		ev.Active = append(ev.Active, api.ModelFileProgress{Path: f.Path, SizeBytes: f.Size, CompletedBytes: f.Completed,
-			BytesPerSecond: f.Rate, ETASeconds: f.ETA.Seconds(), State: string(f.State), Retries: f.Retries})
-	}
-	return ev
+}
+
+func fileEvent(f model.FileProgress) api.ModelFileProgress {
+	return api.ModelFileProgress{Path: f.Path, SizeBytes: f.Size, CompletedBytes: f.Completed,
+		BytesPerSecond: f.Rate, ETASeconds: f.ETA.Seconds(), State: string(f.State), Retries: f.Retries}
 }
 
 func apiSnapshot(s model.Snapshot) api.ModelSnapshot {
@@ -133,14 +184,14 @@ const (
 // unreachable is a warning, since cached models still work).
 func (d *daemon) checkModelCache(ctx context.Context) api.Check {
 	d.mu.RLock()
-	jobs := d.models
+	cache := d.models
 	d.mu.RUnlock()
-	if jobs == nil {
+	if cache == nil {
 		return api.Check{Status: api.CheckFail, Message: "model cache not set up yet", Hint: "the daemon is still starting; retry"}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	res := jobs.Cache().Check(ctx, true)
+	res := cache.Check(ctx, true)
 	details := map[string]string{"cache_dir": res.CacheDir, "endpoint": res.Endpoint, "free_bytes": fmt.Sprint(res.FreeBytes),
 		"token": map[bool]string{true: "set", false: "unset"}[res.TokenSet]}
 	if res.WriteErr != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,34 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/sglangd/sglangd/internal/hubtest"
+	"github.com/sglangd/sglangd/internal/testutil"
 	"github.com/sglangd/sglangd/pkg/api"
+	"github.com/sglangd/sglangd/pkg/config"
 )
-
-// buildBinaries compiles sglangd and sglangctl once per test binary run.
-var buildBinaries = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "sglangd-bin-")
-	if err != nil {
-		return "", err
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("the go tool is needed to build the daemon: %w", err)
-	}
-	cmd := exec.Command(goBin, "build", "-o", dir+string(filepath.Separator), "github.com/sglangd/sglangd/cmd/sglangd", "github.com/sglangd/sglangd/cmd/sglangctl")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return dir, nil
-})
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if dir, err := buildBinaries(); err == nil {
-		os.RemoveAll(dir)
-	}
-	os.Exit(code)
-}
 
 // daemonProc is a real sglangd process.
 type daemonProc struct {
@@ -53,7 +33,8 @@ type daemonProc struct {
 
 type daemonEnv struct {
 	t      *testing.T
-	bin    string
+	daemon string // binaries
+	ctl    string
 	cfg    string
 	socket string
 	env    []string
@@ -62,10 +43,8 @@ type daemonEnv struct {
 
 func newDaemonEnv(t *testing.T, endpoint string, modelYAML string) *daemonEnv {
 	t.Helper()
-	bin, err := buildBinaries()
-	if err != nil {
-		t.Fatal(err)
-	}
+	daemonBin := testutil.BuildBinary(t, "./cmd/sglangd")
+	ctlBin := testutil.BuildBinary(t, "./cmd/sglangctl")
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "sglangd.sock")
 	cfg := filepath.Join(dir, "sglangd.yaml")
@@ -96,14 +75,14 @@ model:
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &daemonEnv{t: t, bin: bin, cfg: cfg, socket: socket, env: env, client: c}
+	return &daemonEnv{t: t, daemon: daemonBin, ctl: ctlBin, cfg: cfg, socket: socket, env: env, client: c}
 }
 
 const testHFToken = "hf_killtestSECRETtoken0123456789"
 
 func (e *daemonEnv) start() *daemonProc {
 	e.t.Helper()
-	p := &daemonProc{cmd: exec.Command(filepath.Join(e.bin, "sglangd"), "--config", e.cfg), stderr: &bytes.Buffer{}, exited: make(chan struct{})}
+	p := &daemonProc{cmd: exec.Command(e.daemon, "--config", e.cfg), stderr: &bytes.Buffer{}, exited: make(chan struct{})}
 	p.cmd.Env = e.env
 	p.cmd.Stderr = &lockedWriter{w: p.stderr}
 	if err := p.cmd.Start(); err != nil {
@@ -137,8 +116,8 @@ func (e *daemonEnv) start() *daemonProc {
 	}
 }
 
-func (e *daemonEnv) ctl(args ...string) (string, string, error) {
-	cmd := exec.Command(filepath.Join(e.bin, "sglangctl"), append([]string{"--host", "unix://" + e.socket}, args...)...)
+func (e *daemonEnv) run(args ...string) (string, string, error) {
+	cmd := exec.Command(e.ctl, append([]string{"--host", "unix://" + e.socket}, args...)...)
 	cmd.Env = e.env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -195,9 +174,10 @@ func TestDaemon_modelPull_killAndResume(t *testing.T) {
 		_, err := e.client.PullModel(context.Background(), api.ModelPullRequest{Repo: repo}, nil)
 		pullErr <- err
 	}()
-	// Kill once both shards are well under way but unfinished.
+	// Kill once both shards are well under way, in the middle of parts
+	// (parts finish at whole MiB with two connections per file).
 	deadline := time.Now().Add(60 * time.Second)
-	for srv.Stats(big[0]).BytesServed < 2*part || srv.Stats(big[1]).BytesServed < 2*part {
+	for srv.Stats(big[0]).BytesServed < 2*part+part*3/4 || srv.Stats(big[1]).BytesServed < 2*part+part*3/4 {
 		if time.Now().After(deadline) {
 			t.Fatalf("download did not get going: %+v %+v", srv.Stats(big[0]), srv.Stats(big[1]))
 		}
@@ -230,7 +210,7 @@ func TestDaemon_modelPull_killAndResume(t *testing.T) {
 	// Restart; this time pull with the CLI (plain progress: no terminal).
 	srv.SetThrottle(0)
 	e.start()
-	out, stderr, err := e.ctl("model", "pull", repo, "-o", "json")
+	out, stderr, err := e.run("model", "pull", repo, "-o", "json")
 	if err != nil {
 		t.Fatalf("sglangctl model pull: %v\n%s", err, stderr)
 	}
@@ -257,23 +237,23 @@ func TestDaemon_modelPull_killAndResume(t *testing.T) {
 		if limit := int64(len(want)) + part; served > limit {
 			t.Errorf("%s: %d bytes served over both runs, want at most size %d + one part", f.Path, served, len(want))
 		}
-		t.Logf("%s: size %d, served %d over both runs", f.Path, len(want), served)
+		t.Logf("%s: size %d, served %d over both runs, ranges %v", f.Path, len(want), served, srv.Stats(f.Path).Ranges)
 	}
 	if n := srv.AuthLeaks(); n != 0 {
 		t.Errorf("token sent to the CDN %d times", n)
 	}
 
 	// The rest of the CLI against the same daemon.
-	out, _, err = e.ctl("model", "list")
+	out, _, err = e.run("model", "list")
 	if err != nil || !strings.Contains(out, repo) || !strings.Contains(out, "main") || !strings.Contains(out, "yes") {
 		t.Errorf("model list: %v\n%s", err, out)
 	}
-	out, stderr, err = e.ctl("model", "verify", repo, "-o", "json")
+	out, stderr, err = e.run("model", "verify", repo, "-o", "json")
 	var rep api.ModelVerifyReport
 	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || !rep.OK || rep.Files != 4 {
 		t.Errorf("model verify: %v %+v\n%s%s", err, rep, out, stderr)
 	}
-	out, _, err = e.ctl("doctor", "-o", "json")
+	out, _, err = e.run("doctor", "-o", "json")
 	var doc api.DoctorReport
 	if json.Unmarshal([]byte(out), &doc) != nil {
 		t.Fatalf("doctor output: %v\n%s", err, out)
@@ -290,14 +270,117 @@ func TestDaemon_modelPull_killAndResume(t *testing.T) {
 	if !found {
 		t.Error("doctor has no model_cache check")
 	}
-	if _, stderr, err = e.ctl("model", "rm", repo); err != nil {
+	if _, stderr, err = e.run("model", "rm", repo); err != nil {
 		t.Fatalf("model rm: %v\n%s", err, stderr)
 	}
 	if _, err := os.Stat(filepath.Join(cacheDir, "models--acme--kill-test")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("repo still in the cache after rm: %v", err)
 	}
-	_, stderr, err = e.ctl("model", "rm", repo)
+	_, stderr, err = e.run("model", "rm", repo)
 	if err == nil || !strings.Contains(stderr, "not in the cache") {
 		t.Errorf("second rm: %v\n%s", err, stderr)
+	}
+}
+
+// TestModelPull_detachAndJoin runs the daemon in process: a client that
+// disconnects leaves the download running, later clients join the same
+// download (one transfer), and the repo cannot be removed meanwhile.
+func TestModelPull_detachAndJoin(t *testing.T) {
+	files := []hubtest.File{
+		{Path: "config.json", Data: []byte(`{"architectures":["Qwen2ForCausalLM"]}`)},
+		{Path: "model.safetensors", Size: 3 << 20, Seed: 3, LFS: true},
+	}
+	srv, err := hubtest.New(hubtest.Options{Throttle: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	const repo = "acme/join-test"
+	commit, err := srv.AddRepo(hubtest.Repo{ID: repo, Files: files})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.API.Socket = filepath.Join(dir, "s.sock")
+	cfg.GPU.Mode = "none"
+	cfg.Model.Endpoint = srv.URL
+	cfg.Model.PartSize = 1 << 20
+	cfg.Model.ConnectionsPerFile = 2
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runDaemon(ctx, cfg, "", flags{}, io.Discard) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon stopped with %v", err)
+		}
+	}()
+	c, _ := api.NewClient("unix://" + cfg.API.Socket)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if h, err := c.Ready(ctx); err == nil && h.Status == "ready" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("daemon not ready within 10s")
+		}
+	}
+
+	// The first client leaves as soon as bytes flow.
+	first, leave := context.WithCancel(ctx)
+	var opID string
+	_, err = c.PullModel(first, api.ModelPullRequest{Repo: repo}, func(u api.ModelPullUpdate) {
+		opID = u.Op
+		if u.Overall != nil && u.Overall.CompletedBytes > 0 {
+			leave()
+		}
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("first client: %v", err)
+	}
+	op, err := c.Operation(ctx, opID)
+	if err != nil || op.State != api.OperationRunning || op.Kind != api.ModelPullKind || op.Key != repo+"@"+commit {
+		t.Fatalf("operation after the client left = %+v, %v", op, err)
+	}
+	l, err := c.ListModels(ctx)
+	if err != nil || len(l.Pulls) != 1 || l.Pulls[0].Repo != repo {
+		t.Errorf("list during the pull = %+v, %v", l, err)
+	}
+	if err := c.RemoveModel(ctx, repo, ""); !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("remove during the pull: %v", err)
+	}
+
+	// Two more clients join the running download.
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var firstUpdate *api.ModelPullUpdate
+			snap, err := c.PullModel(ctx, api.ModelPullRequest{Repo: repo, Revision: "main"}, func(u api.ModelPullUpdate) {
+				if firstUpdate == nil {
+					firstUpdate = &u
+				}
+			})
+			if err != nil || snap.Commit != commit || !snap.Verified {
+				t.Errorf("joined pull: %+v, %v", snap, err)
+				return
+			}
+			if firstUpdate == nil || firstUpdate.Op != opID {
+				t.Errorf("joined a different operation: %+v, want %s", firstUpdate, opID)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, f := range files {
+		want := srv.Content(repo, f.Path)
+		if got := srv.Stats(f.Path).BytesServed; got != int64(len(want)) {
+			t.Errorf("%s: %d bytes served for three clients, want one download of %d", f.Path, got, len(want))
+		}
+		got, err := os.ReadFile(filepath.Join(cfg.DataDir, "hf", "hub", "models--acme--join-test", "snapshots", commit, f.Path))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: snapshot content differs: %v", f.Path, err)
+		}
 	}
 }

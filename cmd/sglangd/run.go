@@ -23,7 +23,9 @@ import (
 	"github.com/sglangd/sglangd/pkg/api"
 	"github.com/sglangd/sglangd/pkg/api/server"
 	"github.com/sglangd/sglangd/pkg/config"
+	"github.com/sglangd/sglangd/pkg/gpu"
 	"github.com/sglangd/sglangd/pkg/model"
+	"github.com/sglangd/sglangd/pkg/operation"
 	"github.com/sglangd/sglangd/pkg/store"
 )
 
@@ -35,10 +37,14 @@ type daemon struct {
 	level   zap.AtomicLevel
 	build   api.BuildInfo
 
+	// gpus is set before the API serves and never changes; NVML opens
+	// on first use, so a host without a driver still starts.
+	gpus *gpu.Manager
+
 	mu        sync.RWMutex
 	cfg       config.Config
 	st        *store.Store
-	models    *model.Jobs
+	models    *model.Cache
 	id        string
 	starts    int64
 	startedAt time.Time
@@ -66,29 +72,37 @@ func (d *daemon) run(ctx context.Context) error {
 		zap.String("data_dir", cfg.DataDir), zap.String("socket", cfg.API.Socket), zap.Stringer("secrets", cfg.Secrets))
 
 	reg := prometheus.NewRegistry()
-	// Downloads run under their own context, cancelled and waited for on
-	// the way out, so their resume state is saved before the process ends.
+	gpus, err := gpu.New(gpuOptions(cfg.GPU, d.log, reg))
+	if err != nil {
+		return fmt.Errorf("gpu: %w", err)
+	}
+	d.gpus = gpus
+	defer func() {
+		if err := gpus.Close(); err != nil {
+			d.log.Warn("close NVML", zap.Error(err))
+		}
+	}()
+	// Operations (pulls, sessions) live under the daemon's context and end
+	// with it, never with the request that started them.
+	ops := operation.NewManager(ctx, d.log)
+	defer ops.Close()
 	cache, err := model.New(modelOptions(cfg, d.log, reg, d.build))
 	if err != nil {
-		return err
+		return fmt.Errorf("model: %w", err)
 	}
-	modelsCtx, stopModels := context.WithCancel(ctx)
-	jobs := model.NewJobs(modelsCtx, cache)
-	defer func() {
-		stopModels()
-		jobs.Wait()
-	}()
 	d.mu.Lock()
-	d.models = jobs
+	d.models = cache
 	d.mu.Unlock()
 	srv, err := server.New(server.Options{
-		Logger:   d.log,
-		Registry: reg,
-		Build:    d.build,
-		Version:  d.version,
-		Checks:   d.checks(),
-		Token:    cfg.Secrets.APIToken,
-		Models:   modelBackend{jobs: jobs},
+		Operations: ops,
+		Logger:     d.log,
+		Registry:   reg,
+		Build:      d.build,
+		Version:    d.version,
+		Checks:     d.checks(),
+		Token:      cfg.Secrets.APIToken,
+		GPUs:       gpuBackend{m: gpus},
+		Models:     modelBackend{cache: cache, ops: ops},
 	})
 	if err != nil {
 		return err
@@ -134,6 +148,7 @@ func (d *daemon) run(ctx context.Context) error {
 	notify(d.log, "READY=1\nSTATUS=serving on "+cfg.API.Socket)
 	stopWatchdog := d.watchdog(ctx)
 	defer stopWatchdog()
+	d.reportGPUs(ctx)
 
 	for {
 		select {
@@ -141,6 +156,9 @@ func (d *daemon) run(ctx context.Context) error {
 			d.log.Info("stopping sglangd", zap.Duration("deadline", cfg.API.ShutdownTimeout.D()))
 			notify(d.log, "STOPPING=1")
 			srv.SetReady(false)
+			// Cancel running operations before the store closes: downloads
+			// resume on the next start, sessions record the interruption.
+			ops.Close()
 			if err := shutdown(srv, cfg.API.ShutdownTimeout.D()); err != nil {
 				d.log.Warn("graceful stop ran past its deadline; closed remaining connections", zap.Error(err))
 				return fmt.Errorf("graceful stop ran past api.shutdown_timeout (%s): %w", cfg.API.ShutdownTimeout.D(), err)

@@ -26,6 +26,8 @@ const (
 	CodeCanceled           = "canceled"
 	CodeNotImplemented     = "not_implemented"
 	CodeInternal           = "internal"
+	// CodeMethodNotAllowed answers a known path called with the wrong method.
+	CodeMethodNotAllowed = "method_not_allowed"
 )
 
 // codeTable maps codes to their error class and HTTP status. Order matters
@@ -107,11 +109,17 @@ func WithHint(err error, format string, args ...any) error {
 	return &hinted{err: err, hint: fmt.Sprintf(format, args...)}
 }
 
-// HintOf returns the first hint found in err's chain, or "".
+// HintOf returns the first hint found in err's chain, or "". An *Error
+// decoded from the daemon carries its hint as a field, not a method, so it
+// is looked for too.
 func HintOf(err error) string {
 	var h Hinter
 	if errors.As(err, &h) {
 		return h.Hint()
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Hint
 	}
 	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -39,10 +40,22 @@ const (
 	ModelFileFailed      = "failed"
 )
 
-// ModelPullEvent is one NDJSON line of POST /v1/models/pull. The download
-// runs in the daemon: a client that disconnects does not stop it, and a
-// client that asks for the same pull attaches to it. The last line has
-// phase "done" and the snapshot, or is an error.
+// ModelPullKind is the operation kind of model pulls.
+const ModelPullKind = "model.pull"
+
+// Keys of a pull's progress events (api.OperationEvent.Key): the overall
+// state, and one key per file.
+const (
+	ModelPullOverallKey = ""
+	ModelPullFilePrefix = "file/"
+)
+
+// ModelPullEvent is the overall state of a pull, the event under key "" of
+// the pull's operation stream (POST /v1/models/pull). The download runs in
+// the daemon as an operation: a client that disconnects does not stop it,
+// and a client that asks for the same repo, commit and files attaches to
+// it. Each file's state comes under the key "file/<path>" as a
+// ModelFileProgress; the final line carries the ModelSnapshot as result.
 type ModelPullEvent struct {
 	Phase    string `json:"phase"`
 	Repo     string `json:"repo"`
@@ -59,10 +72,14 @@ type ModelPullEvent struct {
 	BytesPerSecond  float64 `json:"bytes_per_second"`
 	ETASeconds      float64 `json:"eta_seconds,omitempty"`
 	ElapsedSeconds  float64 `json:"elapsed_seconds"`
-	// Active lists files in flight and files finished since the previous
-	// event; a file that leaves the list has finished.
-	Active   []ModelFileProgress `json:"active,omitempty"`
-	Snapshot *ModelSnapshot      `json:"snapshot,omitempty"`
+}
+
+// ModelPullUpdate is one decoded event of a pull stream: Overall or File.
+type ModelPullUpdate struct {
+	// Op is the pull's operation id (sglangctl operation watch ID).
+	Op      string
+	Overall *ModelPullEvent
+	File    *ModelFileProgress
 }
 
 // ModelFileProgress is the state of one file in a pull.
@@ -94,7 +111,7 @@ type ModelSnapshot struct {
 // ModelList is the body of GET /v1/models.
 type ModelList struct {
 	Models []ModelSnapshot `json:"models"`
-	// Pulls are the downloads running now (their latest event).
+	// Pulls are the downloads running now: their latest overall event.
 	Pulls []ModelPullEvent `json:"pulls,omitempty"`
 }
 
@@ -125,31 +142,52 @@ type ModelProblem struct {
 	Problem string `json:"problem"`
 }
 
-// PullModel downloads a model, calling fn (may be nil) with each progress
-// event, and returns the snapshot. Cancelling ctx detaches from the
-// download; the daemon finishes it anyway.
-func (c *Client) PullModel(ctx context.Context, req ModelPullRequest, fn func(ModelPullEvent)) (*ModelSnapshot, error) {
-	var snap *ModelSnapshot
+// PullModel starts (or joins) the daemon's download of a model, calls fn
+// (may be nil) with each progress event, and returns the snapshot.
+// Cancelling ctx detaches from the download; the daemon finishes it, and
+// the operation id seen in the updates can be watched again.
+func (c *Client) PullModel(ctx context.Context, req ModelPullRequest, fn func(ModelPullUpdate)) (*ModelSnapshot, error) {
+	var final *OperationEvent
 	err := c.Stream(ctx, http.MethodPost, "/v1/models/pull", req, func(line json.RawMessage) error {
-		var ev ModelPullEvent
+		var ev OperationEvent
 		if err := json.Unmarshal(line, &ev); err != nil {
-			return fmt.Errorf("model pull: decode event: %w", err)
+			return fmt.Errorf("model pull: bad stream line: %w", err)
 		}
-		if ev.Snapshot != nil {
-			snap = ev.Snapshot
+		if ev.State != "" {
+			final = &ev
+			return nil
+		}
+		u := ModelPullUpdate{Op: ev.Op}
+		if file, ok := strings.CutPrefix(ev.Key, ModelPullFilePrefix); ok {
+			u.File = &ModelFileProgress{}
+			if err := json.Unmarshal(ev.Event, u.File); err != nil {
+				return fmt.Errorf("model pull: bad event for %s: %w", file, err)
+			}
+		} else {
+			u.Overall = &ModelPullEvent{}
+			if err := json.Unmarshal(ev.Event, u.Overall); err != nil {
+				return fmt.Errorf("model pull: bad event: %w", err)
+			}
 		}
 		if fn != nil {
-			fn(ev)
+			fn(u)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if snap == nil {
-		return nil, fmt.Errorf("model pull %s: the stream ended without a result; the daemon may have stopped: pull again to resume", req.Repo)
+	if final == nil {
+		return nil, fmt.Errorf("model pull %s: the stream ended without a result (did the daemon stop?); pull again to resume", req.Repo)
 	}
-	return snap, nil
+	if final.State != OperationSucceeded {
+		return nil, fmt.Errorf("model pull %s: operation %s ended %s", req.Repo, final.Op, final.State)
+	}
+	var snap ModelSnapshot
+	if err := json.Unmarshal(final.Result, &snap); err != nil {
+		return nil, fmt.Errorf("model pull %s: bad result: %w", req.Repo, err)
+	}
+	return &snap, nil
 }
 
 // ListModels lists the models in the daemon's cache and running pulls.

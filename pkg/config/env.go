@@ -26,6 +26,8 @@ var EnvVars = []EnvVar{
 		apply: func(c *Config, v string) { c.API.Socket = v }},
 	{Name: "SGLANGD_LOG_LEVEL", Field: "log.level", Description: "debug, info, warn or error",
 		apply: func(c *Config, v string) { c.Log.Level = v }},
+	{Name: "SGLANGD_GPU_MODE", Field: "gpu.mode", Description: "nvml (real GPUs) or none (no GPUs: simulator, CI)",
+		apply: func(c *Config, v string) { c.GPU.Mode = v }},
 	{Name: "SGLANGD_API_TOKEN", Description: "bearer token for the TCP listener (secret)", Secret: true},
 	{Name: "HF_ENDPOINT", Field: "model.endpoint", Description: "Hugging Face endpoint or mirror, e.g. https://hf-mirror.com",
 		apply: func(c *Config, v string) { c.Model.Endpoint = strings.TrimRight(v, "/") }},

@@ -58,19 +58,29 @@ func (es Errors) Err() error {
 // every bad field.
 func Load(path string, env []string) (Config, error) {
 	c := Default()
+	var errs Errors
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return Config{}, fmt.Errorf("config file %s: %w", path, err)
 		}
-		if err := Parse(data, &c); err != nil {
-			return Config{}, fmt.Errorf("config file %s:\n%w", path, err)
+		if errs, err = parse(data, &c); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
 		}
 	}
-	var errs Errors
 	ApplyEnv(&c, env, &errs)
 	LoadSecrets(&c, env, &errs)
-	errs = append(errs, c.Validate()...)
+	// Validate the rest too, so one run lists every problem; a field that
+	// failed to parse kept its default and is not reported twice.
+	bad := map[string]bool{}
+	for _, e := range errs {
+		bad[e.Path] = true
+	}
+	for _, e := range c.Validate() {
+		if !bad[e.Path] {
+			errs = append(errs, e)
+		}
+	}
 	if err := errs.Err(); err != nil {
 		if path == "" {
 			path = "(defaults)"
@@ -83,19 +93,29 @@ func Load(path string, env []string) (Config, error) {
 // Parse decodes YAML onto c (which holds defaults). Unknown keys, wrong
 // types and malformed values are all reported, each with its path.
 func Parse(data []byte, c *Config) error {
+	errs, err := parse(data, c)
+	if err != nil {
+		return err
+	}
+	return errs.Err()
+}
+
+// parse returns field errors separately from a syntax error, which makes
+// the whole file unreadable.
+func parse(data []byte, c *Config) (Errors, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil
+		return nil, nil
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("not valid YAML: %w: %w", err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("not valid YAML: %w: %w", err, errdefs.ErrInvalidArgument)
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil
+		return nil, nil
 	}
 	var errs Errors
 	decodeNode("", doc.Content[0], reflect.ValueOf(c).Elem(), &errs)
-	return errs.Err()
+	return errs, nil
 }
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -183,5 +184,58 @@ func TestCache_Check(t *testing.T) {
 	bad := e.cache(func(o *Options) { o.CacheDir = filepath.Join(ro, "hub") })
 	if res := bad.Check(context.Background(), false); res.WriteErr == nil || res.EndpointChecked {
 		t.Errorf("check of an unusable dir = %+v", res)
+	}
+}
+
+func TestCache_Remove_busy(t *testing.T) {
+	e := newEnv(t, hubtest.Options{Throttle: 256 << 10})
+	c := e.cache()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan struct{})
+	var once sync.Once
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Pull(ctx, PullRequest{Repo: testRepo}, func(p Progress) {
+			if p.Completed > 0 {
+				once.Do(func() { close(started) })
+			}
+		})
+		errc <- err
+	}()
+	<-started
+	if err := c.Remove(context.Background(), testRepo, ""); !errors.Is(err, ErrBusy) || !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("remove during a pull: %v", err)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("pull: %v", err)
+	}
+	if err := c.Remove(context.Background(), testRepo, ""); err != nil {
+		t.Errorf("remove after the pull stopped: %v", err)
+	}
+}
+
+func TestCache_Pull_pinnedCommit(t *testing.T) {
+	e := newEnv(t, hubtest.Options{})
+	c := e.cache()
+	commit, err := c.Resolve(context.Background(), testRepo, "main")
+	if err != nil || commit != e.commit {
+		t.Fatalf("resolve = %s, %v", commit, err)
+	}
+	snap, err := c.Pull(context.Background(), PullRequest{Repo: testRepo, Revision: "main", Commit: commit, Include: []string{"config.json"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Revisions) != 1 || snap.Revisions[0] != "main" {
+		t.Errorf("revisions = %v, want the ref written for the pinned pull", snap.Revisions)
+	}
+	// Offline, the ref written by the pull still resolves.
+	e.srv.Close()
+	if got, err := c.Resolve(context.Background(), testRepo, "main"); err != nil || got != commit {
+		t.Errorf("offline resolve = %s, %v", got, err)
+	}
+	if snap, err := c.Pull(context.Background(), PullRequest{Repo: testRepo, Include: []string{"config.json"}}, nil); err != nil || snap.Commit != commit {
+		t.Errorf("offline pull of a complete snapshot = %+v, %v", snap, err)
 	}
 }

@@ -17,10 +17,11 @@
 // (a CDN, a mirror's data host) gets no Authorization header. The token
 // never appears in logs or errors.
 //
-// Lifecycle: New returns a Cache; Pull, List, Verify and Remove are safe
-// for concurrent use. Jobs wraps a Cache for a daemon: one download per
-// repo and commit, running under the daemon's context, that callers
-// attach to and detach from without cancelling it.
+// Lifecycle: New returns a Cache; Resolve, Pull, List, Verify and Remove
+// are safe for concurrent use, across processes too (blob locks in
+// .locks/ are flock(2) locks, as huggingface_hub takes them). A daemon runs
+// each Pull as a detached operation keyed by repo and commit (Resolve
+// first), so callers attach to one download instead of starting another.
 //
 // The package reports progress through a func(Progress) callback and knows
 // nothing of the HTTP API that carries it.

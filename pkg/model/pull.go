@@ -24,6 +24,9 @@ type PullRequest struct {
 	Repo string
 	// Revision is a branch, tag or commit; default "main".
 	Revision string
+	// Commit, if set, is Revision already pinned (see Resolve): the pull
+	// downloads it and records Revision as a ref to it.
+	Commit string
 	// Include and Exclude are fnmatch globs over repository paths ("*"
 	// matches "/" too); nil means the Cache's defaults.
 	Include, Exclude []string
@@ -110,9 +113,12 @@ func (c *Cache) Pull(ctx context.Context, req PullRequest, fn func(Progress)) (*
 	if err := checkRevision(req.Revision); err != nil {
 		return nil, err
 	}
-	commit := ""
+	commit := req.Commit
 	if isCommit(req.Revision) {
 		commit = req.Revision
+	}
+	if commit != "" && !isCommit(commit) {
+		return nil, fmt.Errorf("commit %q: %w: expected 40 hex digits", commit, errdefs.ErrInvalidArgument)
 	}
 	return c.pull(ctx, req, commit, fn)
 }

@@ -9,13 +9,17 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/sglangd/sglangd/pkg/api"
+	"github.com/sglangd/sglangd/pkg/operation"
 )
 
-// Models is the model cache behind /v1/models. Pull must run the download
-// under the daemon's lifetime: when ctx (the request's) ends, Pull returns
-// and the download goes on.
+// Models is the model cache behind /v1/models.
 type Models interface {
-	Pull(ctx context.Context, req api.ModelPullRequest, fn func(api.ModelPullEvent)) (*api.ModelSnapshot, error)
+	// Pull checks req and pins its revision (under the request's ctx) and
+	// returns the operation that downloads it: its key (equal keys share
+	// one download) and body, which reports an api.ModelPullEvent under
+	// key "" and an api.ModelFileProgress per file under "file/<path>", and
+	// returns the api.ModelSnapshot.
+	Pull(ctx context.Context, req api.ModelPullRequest) (key string, fn operation.Func, err error)
 	List(ctx context.Context) (*api.ModelList, error)
 	Remove(ctx context.Context, repo, revision string) error
 	Verify(ctx context.Context, req api.ModelVerifyRequest) (*api.ModelVerifyReport, error)
@@ -38,8 +42,9 @@ func checkRepo(repo string) error {
 	return nil
 }
 
-// pullModel streams progress as NDJSON. Errors before the first event get
-// their HTTP status; later ones end the stream.
+// pullModel starts or joins the download as an operation and streams its
+// progress (api.OperationEvent lines). Errors found before the download
+// starts (bad repo, gated, unknown revision) get their HTTP status.
 func (s *Server) pullModel(w http.ResponseWriter, r *http.Request) error {
 	var req api.ModelPullRequest
 	if err := DecodeJSON(r, &req); err != nil {
@@ -48,27 +53,11 @@ func (s *Server) pullModel(w http.ResponseWriter, r *http.Request) error {
 	if err := checkRepo(req.Repo); err != nil {
 		return err
 	}
-	return Stream(w, r, func(send func(v any) error) error {
-		var sendErr error
-		var last api.ModelPullEvent
-		snap, err := s.opts.Models.Pull(r.Context(), req, func(ev api.ModelPullEvent) {
-			last = ev
-			if sendErr == nil {
-				sendErr = send(ev)
-			}
-		})
-		if err != nil {
-			return err
-		}
-		if sendErr != nil {
-			return sendErr
-		}
-		last.Phase, last.Snapshot, last.Active = api.ModelPhaseDone, snap, nil
-		if last.Repo == "" {
-			last.Repo, last.Commit = snap.Repo, snap.Commit
-		}
-		return send(last)
-	})
+	key, fn, err := s.opts.Models.Pull(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	return s.StartOperation(w, r, api.ModelPullKind, key, fn)
 }
 
 func (s *Server) listModels(w http.ResponseWriter, r *http.Request) error {

@@ -11,24 +11,36 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/sglangd/sglangd/pkg/api"
+	"github.com/sglangd/sglangd/pkg/operation"
 )
 
-// fakeModels behaves like the daemon's backend: Pull reports progress,
-// then returns the snapshot or an error.
+// fakeModels behaves like the daemon's backend: Pull checks the request,
+// and its operation reports progress, then returns the snapshot or fails.
 type fakeModels struct {
-	events  []api.ModelPullEvent
-	pullErr error
-	removed []string
+	resolveErr error
+	events     []api.ModelPullEvent
+	files      []api.ModelFileProgress
+	pullErr    error
+	removed    []string
 }
 
-func (f *fakeModels) Pull(ctx context.Context, req api.ModelPullRequest, fn func(api.ModelPullEvent)) (*api.ModelSnapshot, error) {
-	for _, ev := range f.events {
-		fn(ev)
+func (f *fakeModels) Pull(ctx context.Context, req api.ModelPullRequest) (string, operation.Func, error) {
+	if f.resolveErr != nil {
+		return "", nil, f.resolveErr
 	}
-	if f.pullErr != nil {
-		return nil, f.pullErr
-	}
-	return &api.ModelSnapshot{Repo: req.Repo, Commit: "c0ffee", Path: "/cache/snap", Files: 2, SizeBytes: 10}, nil
+	events, files, pullErr := f.events, f.files, f.pullErr
+	return req.Repo + "@c0ffee", func(ctx context.Context, report func(string, any)) (any, error) {
+		for _, ev := range events {
+			report(api.ModelPullOverallKey, ev)
+		}
+		for _, fp := range files {
+			report(api.ModelPullFilePrefix+fp.Path, fp)
+		}
+		if pullErr != nil {
+			return nil, pullErr
+		}
+		return api.ModelSnapshot{Repo: req.Repo, Commit: "c0ffee", Path: "/cache/snap", Files: 2, SizeBytes: 10}, nil
+	}, nil
 }
 
 func (f *fakeModels) List(context.Context) (*api.ModelList, error) {
@@ -64,36 +76,50 @@ func newModelServer(t *testing.T, m Models) *api.Client {
 }
 
 func TestServer_models(t *testing.T) {
-	fm := &fakeModels{events: []api.ModelPullEvent{
-		{Phase: api.ModelPhaseResolving, Repo: "a/b"},
-		{Phase: api.ModelPhaseDownloading, Repo: "a/b", Commit: "c0ffee", TotalBytes: 10, CompletedBytes: 4,
-			Active: []api.ModelFileProgress{{Path: "w.safetensors", SizeBytes: 8, CompletedBytes: 2, State: api.ModelFileDownloading}}},
-	}}
+	fm := &fakeModels{
+		events: []api.ModelPullEvent{{Phase: api.ModelPhaseResolving, Repo: "a/b"},
+			{Phase: api.ModelPhaseDownloading, Repo: "a/b", Commit: "c0ffee", TotalBytes: 10, CompletedBytes: 4}},
+		files: []api.ModelFileProgress{{Path: "dir/w.safetensors", SizeBytes: 8, CompletedBytes: 2, State: api.ModelFileDownloading}},
+	}
 	c := newModelServer(t, fm)
 	ctx := context.Background()
 
-	var got []api.ModelPullEvent
-	snap, err := c.PullModel(ctx, api.ModelPullRequest{Repo: "a/b"}, func(ev api.ModelPullEvent) { got = append(got, ev) })
+	var got []api.ModelPullUpdate
+	snap, err := c.PullModel(ctx, api.ModelPullRequest{Repo: "a/b"}, func(u api.ModelPullUpdate) { got = append(got, u) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if snap.Commit != "c0ffee" || snap.Path != "/cache/snap" {
 		t.Errorf("snapshot = %+v", snap)
 	}
-	if len(got) != 3 || got[1].Active[0].Path != "w.safetensors" || got[2].Phase != api.ModelPhaseDone || got[2].Snapshot == nil ||
-		got[2].TotalBytes != 10 {
-		t.Errorf("events = %+v", got)
+	// Attaching may start with the per-key snapshot: the latest overall
+	// event, then the file.
+	var overall []api.ModelPullEvent
+	var files []api.ModelFileProgress
+	for _, u := range got {
+		if u.Op == "" {
+			t.Errorf("update without an operation id: %+v", u)
+		}
+		if u.Overall != nil {
+			overall = append(overall, *u.Overall)
+		}
+		if u.File != nil {
+			files = append(files, *u.File)
+		}
+	}
+	if len(overall) == 0 || overall[len(overall)-1].TotalBytes != 10 || len(files) != 1 || files[0].Path != "dir/w.safetensors" {
+		t.Errorf("updates: overall %+v files %+v", overall, files)
 	}
 
-	// Before any event, an error keeps its HTTP status.
-	fm.events, fm.pullErr = nil, fmt.Errorf("gated: %w", errdefs.ErrPermissionDenied)
+	// Before the operation starts, an error keeps its HTTP status.
+	fm.resolveErr = fmt.Errorf("gated: %w", errdefs.ErrPermissionDenied)
 	_, err = c.PullModel(ctx, api.ModelPullRequest{Repo: "a/b"}, nil)
 	var apiErr *api.Error
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusForbidden || !errors.Is(err, errdefs.ErrPermissionDenied) {
 		t.Errorf("early error = %#v", err)
 	}
-	// After events, the error is the stream's last line.
-	fm.events = []api.ModelPullEvent{{Phase: api.ModelPhaseDownloading, Repo: "a/b"}}
+	// A failing download ends the stream with its error.
+	fm.resolveErr = nil
 	fm.pullErr = fmt.Errorf("disk full: %w", errdefs.ErrResourceExhausted)
 	_, err = c.PullModel(ctx, api.ModelPullRequest{Repo: "a/b"}, nil)
 	if !errors.Is(err, errdefs.ErrResourceExhausted) {

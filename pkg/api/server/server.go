@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sglangd/sglangd/pkg/api"
+	"github.com/sglangd/sglangd/pkg/operation"
 )
 
 // Check is one doctor check. Run must honour ctx and never panic; its
@@ -48,6 +49,12 @@ type Options struct {
 	Checks []Check
 	// Token is required as a bearer token on TCP listeners.
 	Token string
+	// Operations runs long operations detached from requests; New creates
+	// one under context.Background() if nil (tests), the daemon passes its
+	// own so operations end with the daemon.
+	Operations *operation.Manager
+	// GPUs answers GET /v1/gpus.
+	GPUs GPUBackend
 	// Models serves /v1/models; nil leaves those routes out.
 	Models Models
 }
@@ -56,6 +63,7 @@ type Options struct {
 type Server struct {
 	opts    Options
 	log     *zap.Logger
+	ops     *operation.Manager
 	mux     *http.ServeMux
 	ready   atomic.Bool
 	metrics *apiMetrics
@@ -72,7 +80,10 @@ func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{opts: opts, log: opts.Logger.Named("api"), mux: http.NewServeMux()}
+	if opts.Operations == nil {
+		opts.Operations = operation.NewManager(context.Background(), opts.Logger)
+	}
+	s := &Server{opts: opts, log: opts.Logger.Named("api"), mux: http.NewServeMux(), ops: opts.Operations}
 	m, err := newAPIMetrics(opts.Registry, opts.Build)
 	if err != nil {
 		return nil, err
@@ -96,11 +107,40 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}))
 	s.handle("GET /v1/version", s.getVersion)
 	s.handle("GET /v1/doctor", s.getDoctor)
+	s.operationRoutes()
+	s.handle("GET /v1/gpus", s.listGPUs)
 	s.modelRoutes()
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))
-	})
 }
+
+// ServeHTTP routes a request, answering unknown paths and wrong methods
+// with the API's JSON errors instead of the mux's plain text.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	probe := &headerProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if probe.code == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		WriteError(w, &api.Error{Status: http.StatusMethodNotAllowed, Code: api.CodeMethodNotAllowed,
+			Message: fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow"))})
+		return
+	}
+	WriteError(w, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))
+}
+
+// headerProbe captures what the mux's own not-found/not-allowed handler
+// would answer, without sending it.
+type headerProbe struct {
+	header http.Header
+	code   int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(code int)        { p.code = code }
 
 // HandlerFunc is an API handler that returns its error instead of writing
 // it, so every error gets the same JSON shape and status mapping.
@@ -126,7 +166,7 @@ func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
 // Handler returns the handler for a listener; tcp adds authentication.
 func (s *Server) Handler(tcp bool) http.Handler {
-	var h http.Handler = s.mux
+	var h http.Handler = s
 	if tcp {
 		h = s.authenticate(h)
 	}
