@@ -20,6 +20,9 @@ import (
 	"github.com/sglangd/sglangd/pkg/api"
 )
 
+// exitInterrupted is the shell's code for a command stopped by SIGINT.
+const exitInterrupted = 130
+
 func newModelCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "model",
@@ -79,6 +82,7 @@ bytes, rate and ETA), plain lines otherwise.`,
 				if errors.Is(err, context.Canceled) || cmd.Context().Err() != nil {
 					fmt.Fprintf(g.stderr, "Detached: the daemon keeps downloading %s (operation %s); run the same pull again, or 'sglangctl operation watch %s', to follow it.\n",
 						req.Repo, opID, opID)
+					return &cliutil.ExitError{Code: exitInterrupted}
 				}
 				return err
 			}

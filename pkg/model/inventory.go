@@ -179,8 +179,8 @@ func (c *Cache) List(ctx context.Context) ([]Snapshot, error) {
 				continue
 			}
 			s, err := c.snapshot(repo, cm.Name())
-			if err != nil {
-				continue
+			if err != nil || s.Files == 0 {
+				continue // a pull that has linked nothing yet
 			}
 			out = append(out, *s)
 		}
