@@ -38,7 +38,8 @@ type result struct {
 	name    string
 	bytes   int64
 	elapsed time.Duration
-	rss     int64 // peak RSS in bytes, 0 if not measured
+	cpu     time.Duration // user+system CPU of the client process
+	rss     int64         // peak RSS in bytes, 0 if not measured
 	note    string
 }
 
@@ -138,7 +139,9 @@ func runCurl(hubURL, repo string, paths []string, out string, total int64) ([]re
 		return nil, fmt.Errorf("curl: %w", err)
 	}
 	elapsed := time.Since(start)
-	rss := int64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) << 10
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	rss := int64(ru.Maxrss) << 10
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	syncStart := time.Now()
 	syncDisk()
 	withSync := elapsed + time.Since(syncStart)
@@ -153,7 +156,7 @@ func runCurl(hubURL, repo string, paths []string, out string, total int64) ([]re
 	if got != total {
 		return nil, fmt.Errorf("curl fetched %d bytes, want %d", got, total)
 	}
-	return []result{{name: curlCache, bytes: got, elapsed: elapsed, rss: rss, note: "no hash, no fsync"},
+	return []result{{name: curlCache, bytes: got, elapsed: elapsed, cpu: cpu, rss: rss, note: "no hash, no fsync"},
 		{name: curlSync, bytes: got, elapsed: withSync, note: "curl, then sync(2)"}}, nil
 }
 
@@ -211,6 +214,7 @@ model:
 	}
 	baseRSS := vmHWM(daemon.Process.Pid)
 	syncDisk()
+	cpu0 := cpuTime(daemon.Process.Pid)
 	start := time.Now()
 	ctl := exec.Command(filepath.Join(bin, "sglangctl"), "--host", "unix://"+socket, "model", "pull", repo, "--plain", "-o", "json")
 	ctl.Env = env
@@ -220,6 +224,7 @@ model:
 		return result{}, fmt.Errorf("sglangctl model pull: %w", err)
 	}
 	elapsed := time.Since(start)
+	cpu := cpuTime(daemon.Process.Pid) - cpu0
 	peak := vmHWM(daemon.Process.Pid)
 	var got int64
 	_ = filepath.Walk(filepath.Join(work, "data", "hf", "hub"), func(p string, fi os.FileInfo, err error) error {
@@ -235,7 +240,7 @@ model:
 	if !fsync {
 		name, note = pullNoFsync, "sha256-verified, page cache"
 	}
-	return result{name: name, bytes: got, elapsed: elapsed, rss: peak,
+	return result{name: name, bytes: got, elapsed: elapsed, cpu: cpu, rss: peak,
 		note: fmt.Sprintf("%s; daemon RSS %s before", note, mib(baseRSS))}, nil
 }
 
@@ -254,6 +259,22 @@ func vmHWM(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// cpuTime reads a process's user+system CPU time from /proc/<pid>/stat.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
 // syncDisk flushes dirty pages so one method's writeback does not slow
@@ -278,15 +299,19 @@ func printTable(results []result, total int64) {
 	}
 	curl, curlDurable := best[curlCache], best[curlSync]
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "METHOD\tGiB\tSECONDS\tMiB/s\tvs curl\tvs curl+sync\tPEAK RSS\tNOTE\n")
+	fmt.Fprintf(tw, "METHOD\tGiB\tSECONDS\tMiB/s\tvs curl\tvs curl+sync\tCPU s\tPEAK RSS\tNOTE\n")
 	for _, r := range results {
 		rss := "-"
 		if r.rss > 0 {
 			rss = mib(r.rss)
 		}
 		rate := float64(r.bytes) / (1 << 20) / r.elapsed.Seconds()
-		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%s\t%s\n", r.name, float64(r.bytes)/(1<<30), r.elapsed.Seconds(), rate,
-			curl.Seconds()/r.elapsed.Seconds(), curlDurable.Seconds()/r.elapsed.Seconds(), rss, r.note)
+		cpu := "-"
+		if r.cpu > 0 {
+			cpu = fmt.Sprintf("%.2f", r.cpu.Seconds())
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%s\t%s\t%s\n", r.name, float64(r.bytes)/(1<<30), r.elapsed.Seconds(), rate,
+			curl.Seconds()/r.elapsed.Seconds(), curlDurable.Seconds()/r.elapsed.Seconds(), cpu, rss, r.note)
 	}
 	tw.Flush()
 	fmt.Printf("\nbest of each (throughput ratios, target >= 0.9):\n")

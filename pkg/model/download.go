@@ -419,6 +419,7 @@ func (d *blobDownload) fetchPart(ctx context.Context, p *part) error {
 		case errors.Is(err, errStalled):
 			stalls++
 			d.file.retries.Add(1)
+			d.run.c.metrics.retries.WithLabelValues("stall").Inc()
 			d.log.Info("download stalled; reconnecting", zap.String("path", d.file.rf.Path), zap.Int64("offset", p.off+p.written.Load()),
 				zap.Duration("stall_timeout", opts.StallTimeout))
 			if stalls > opts.Retries+10 {
@@ -428,6 +429,7 @@ func (d *blobDownload) fetchPart(ctx context.Context, p *part) error {
 		case errors.Is(err, errURLExpired):
 			expiries++
 			d.file.retries.Add(1)
+			d.run.c.metrics.retries.WithLabelValues("url_expired").Inc()
 			if expiries > 5 {
 				return fmt.Errorf("%s: download URL rejected after %d re-resolves: %w", d.file.rf.Path, expiries-1, err)
 			}
@@ -438,6 +440,7 @@ func (d *blobDownload) fetchPart(ctx context.Context, p *part) error {
 		case errors.As(err, &re):
 			counted++
 			d.file.retries.Add(1)
+			d.run.c.metrics.retries.WithLabelValues(retryReason(re)).Inc()
 			if counted > opts.Retries {
 				return fmt.Errorf("%s: giving up after %d retries: %w", d.file.rf.Path, opts.Retries, err)
 			}
@@ -456,6 +459,22 @@ func (d *blobDownload) fetchPart(ctx context.Context, p *part) error {
 	default:
 	}
 	return nil
+}
+
+// retryReason labels a counted retry for the metrics.
+func retryReason(re *retryableError) string {
+	var he *HubError
+	switch {
+	case errors.Is(re, errRangeIgnore):
+		return "range_ignored"
+	case errors.As(re, &he) && he.Status == http.StatusTooManyRequests:
+		return "rate_limited"
+	case errors.As(re, &he):
+		return "http_" + strconv.Itoa(he.Status)
+	case errors.Is(re, io.ErrUnexpectedEOF):
+		return "truncated"
+	}
+	return "network"
 }
 
 // attempt sends one ranged GET for the rest of p and writes what arrives.

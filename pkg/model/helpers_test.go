@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -61,6 +62,8 @@ type env struct {
 	dir    string // temp root
 	opts   Options
 	logs   *observer.ObservedLogs
+	// reg holds the metrics of the last cache made.
+	reg *prometheus.Registry
 }
 
 func newServer(t *testing.T, o hubtest.Options, repos ...hubtest.Repo) (*hubtest.Server, []string) {
@@ -109,6 +112,8 @@ func newEnv(t *testing.T, o hubtest.Options) *env {
 func (e *env) cache(mod ...func(*Options)) *Cache {
 	e.t.Helper()
 	o := e.opts
+	e.reg = prometheus.NewRegistry()
+	o.Registerer = e.reg
 	for _, m := range mod {
 		m(&o)
 	}
@@ -292,4 +297,24 @@ func (e *env) pull(c *Cache, req PullRequest, want map[string][]byte) (*Snapshot
 	})
 	w.check(e.t)
 	return snap, reports, err
+}
+
+// metricsRetries returns the retry counter of the last cache for reason.
+func (e *env) metricsRetries(reason string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "sglangd_model_download_retries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

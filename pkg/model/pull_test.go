@@ -192,7 +192,12 @@ func TestCache_Pull_faults(t *testing.T) {
 	}{
 		{name: "reset mid-body", faults: []hubtest.Fault{{Kind: hubtest.Reset, Path: shard1, AfterBytes: 10000, Times: 2}}},
 		{name: "reset of a hub-served file", faults: []hubtest.Fault{{Kind: hubtest.Reset, Path: small, AfterBytes: 1000}}},
-		{name: "500", faults: []hubtest.Fault{{Kind: hubtest.Status, Status: 500, Path: shard1, Times: 3}}},
+		{name: "500", faults: []hubtest.Fault{{Kind: hubtest.Status, Status: 500, Path: shard1, Times: 3}},
+			check: func(t *testing.T, e *env, _ time.Duration) {
+				if n := e.metricsRetries("http_500"); n != 3 {
+					t.Errorf("retries{reason=http_500} = %v, want 3", n)
+				}
+			}},
 		{name: "503", faults: []hubtest.Fault{{Kind: hubtest.Status, Status: 503, Path: shard1}}},
 		{name: "429 with Retry-After", faults: []hubtest.Fault{{Kind: hubtest.Status, Status: 429, RetryAfter: "1", Path: shard1}},
 			check: func(t *testing.T, e *env, elapsed time.Duration) {
@@ -211,6 +216,9 @@ func TestCache_Pull_faults(t *testing.T) {
 				}
 				if !found {
 					t.Error("no stall was logged")
+				}
+				if n := e.metricsRetries("stall"); n < 1 {
+					t.Errorf("stall retries metric = %v", n)
 				}
 			}},
 		{name: "stall before the first byte", faults: []hubtest.Fault{{Kind: hubtest.Stall, Path: shard1}}},
