@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,6 +102,9 @@ func run() error {
 		}
 	}
 
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("repo %.2f GiB in %d files; %d CPUs, load average %s; part size %s, %d connections per file; best of %d runs\n\n",
+		float64(allBytes)/(1<<30), len(files), runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " "), *partSize, *conns, *runs)
 	var results []result
 	for r := 0; r < *runs; r++ {
 		res, err := runCurl(srv.URL, repo, paths, filepath.Join(work, "curl"), allBytes)
@@ -145,6 +149,23 @@ func runCurl(hubURL, repo string, paths []string, out string, total int64) ([]re
 	syncStart := time.Now()
 	syncDisk()
 	withSync := elapsed + time.Since(syncStart)
+	// What verifying the same bytes costs with standard tools: one
+	// sha256sum per file, all at once (the pull hashes while it downloads).
+	hashStart := time.Now()
+	var hashers []*exec.Cmd
+	for i := range paths {
+		h := exec.Command("sha256sum", filepath.Join(out, strconv.Itoa(i)))
+		if err := h.Start(); err != nil {
+			return nil, fmt.Errorf("sha256sum: %w", err)
+		}
+		hashers = append(hashers, h)
+	}
+	for _, h := range hashers {
+		if err := h.Wait(); err != nil {
+			return nil, fmt.Errorf("sha256sum: %w", err)
+		}
+	}
+	withHash := elapsed + time.Since(hashStart)
 	var got int64
 	for i := range paths {
 		fi, err := os.Stat(filepath.Join(out, strconv.Itoa(i)))
@@ -157,7 +178,8 @@ func runCurl(hubURL, repo string, paths []string, out string, total int64) ([]re
 		return nil, fmt.Errorf("curl fetched %d bytes, want %d", got, total)
 	}
 	return []result{{name: curlCache, bytes: got, elapsed: elapsed, cpu: cpu, rss: rss, note: "no hash, no fsync"},
-		{name: curlSync, bytes: got, elapsed: withSync, note: "curl, then sync(2)"}}, nil
+		{name: curlSync, bytes: got, elapsed: withSync, note: "curl, then sync(2)"},
+		{name: curlHash, bytes: got, elapsed: withHash, note: "curl, then sha256sum of each file in parallel"}}, nil
 }
 
 // runPull starts a fresh sglangd, pulls the repo with sglangctl and reads
@@ -286,6 +308,7 @@ func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
 const (
 	curlCache   = "curl -Z (page cache)"
 	curlSync    = "curl -Z + sync"
+	curlHash    = "curl -Z + sha256sum"
 	pullFsync   = "model pull (fsync: true)"
 	pullNoFsync = "model pull (fsync: false)"
 )
@@ -319,6 +342,8 @@ func printTable(results []result, total int64) {
 		curlDurable.Seconds()/best[pullFsync].Seconds())
 	fmt.Printf("  page cache: pull (fsync: false) %.2fs vs curl %.2fs: %.2f\n", best[pullNoFsync].Seconds(), curl.Seconds(),
 		curl.Seconds()/best[pullNoFsync].Seconds())
+	fmt.Printf("  verified:   pull (fsync: false) %.2fs vs curl+sha256sum %.2fs: %.2f\n", best[pullNoFsync].Seconds(), best[curlHash].Seconds(),
+		best[curlHash].Seconds()/best[pullNoFsync].Seconds())
 	fmt.Printf("  default pull (fsync: true) vs curl (page cache): %.2f\n", curl.Seconds()/best[pullFsync].Seconds())
 	_ = total
 }
