@@ -11,7 +11,7 @@ GOFLAGS_TEST ?= -race -count=1 -timeout 30m
 # warnings are noise (we probe symbols before calling them).
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: help build test lint fmt-check vet staticcheck unit-test verify-unit stage-test demo install clean
+.PHONY: help build test lint fmt-check vet staticcheck unit-test verify-unit stage-test demo install clean sim-image
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,10 @@ stage-test: build ## install into a staging DESTDIR and check what landed
 		lib/systemd/system/sglangd.service usr/lib/sysusers.d/sglangd.conf usr/lib/tmpfiles.d/sglangd.conf; do \
 		test -e $$tmp/$$f || { echo "stage-test: $$f missing"; rm -rf $$tmp; exit 1; }; done; \
 	rm -rf $$tmp; echo "deploy/install.sh: staged install complete"
+
+SIM_IMAGE ?= sglangd/sglang-sim:dev
+sim-image: ## build the SGLang simulator image (no registry, no base image) and docker-load it (tag: SIM_IMAGE, default sglangd/sglang-sim:dev)
+	$(GO) run ./cmd/sglang-sim-image -tag $(SIM_IMAGE) -load
 
 install: build ## install on this host (root): binaries, config, systemd unit
 	deploy/install.sh

@@ -71,7 +71,7 @@ bytes, rate and ETA), plain lines otherwise.`,
 			if err != nil {
 				return err
 			}
-			disp := newPullDisplay(g.stderr, plain)
+			disp := newModelDisplay(g.stderr, plain)
 			var opID string
 			snap, err := c.PullModel(cmd.Context(), req, func(u api.ModelPullUpdate) {
 				opID = u.Op
@@ -210,43 +210,43 @@ model again to fetch it. Exit code 1 if anything was wrong.`,
 	return cmd
 }
 
-// pullDisplay renders pull events on stderr.
-type pullDisplay interface {
+// modelDisplay renders pull events on stderr.
+type modelDisplay interface {
 	event(api.ModelPullUpdate)
 	finish(ok bool)
 }
 
-func newPullDisplay(w io.Writer, plain bool) pullDisplay {
+func newModelDisplay(w io.Writer, plain bool) modelDisplay {
 	if f, ok := w.(*os.File); ok && !plain && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
-		return newBarDisplay(w)
+		return newModelBars(w)
 	}
-	return &lineDisplay{w: w, done: map[string]bool{}, every: 5 * time.Second}
+	return &modelLines{w: w, done: map[string]bool{}, every: 5 * time.Second}
 }
 
-// barDisplay draws an overall bar and one bar per file in flight. The
+// modelBars draws an overall bar and one bar per file in flight. The
 // decorators run on mpb's goroutines and read the latest event through
 // atomic pointers: taking mu there could deadlock with a bar update made
 // under mu.
-type barDisplay struct {
+type modelBars struct {
 	p    *mpb.Progress
 	last atomic.Pointer[api.ModelPullEvent]
 
 	mu      sync.Mutex
 	overall *mpb.Bar
-	files   map[string]*fileBar
+	files   map[string]*modelFileBar
 }
 
-type fileBar struct {
+type modelFileBar struct {
 	bar  *mpb.Bar
 	last atomic.Pointer[api.ModelFileProgress]
 }
 
-func newBarDisplay(w io.Writer, opts ...mpb.ContainerOption) *barDisplay {
+func newModelBars(w io.Writer, opts ...mpb.ContainerOption) *modelBars {
 	opts = append([]mpb.ContainerOption{mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(150 * time.Millisecond)}, opts...)
-	return &barDisplay{p: mpb.New(opts...), files: map[string]*fileBar{}}
+	return &modelBars{p: mpb.New(opts...), files: map[string]*modelFileBar{}}
 }
 
-func (d *barDisplay) event(u api.ModelPullUpdate) {
+func (d *modelBars) event(u api.ModelPullUpdate) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
@@ -257,7 +257,7 @@ func (d *barDisplay) event(u api.ModelPullUpdate) {
 	}
 }
 
-func (d *barDisplay) overallEvent(ev api.ModelPullEvent) {
+func (d *modelBars) overallEvent(ev api.ModelPullEvent) {
 	d.last.Store(&ev)
 	if ev.TotalBytes <= 0 {
 		return
@@ -276,7 +276,7 @@ func (d *barDisplay) overallEvent(ev api.ModelPullEvent) {
 	d.overall.SetCurrent(ev.CompletedBytes)
 }
 
-func (d *barDisplay) fileEvent(f api.ModelFileProgress) {
+func (d *modelBars) fileEvent(f api.ModelFileProgress) {
 	fb := d.files[f.Path]
 	if fb == nil {
 		if f.State != api.ModelFileDownloading && f.State != api.ModelFileVerifying {
@@ -296,8 +296,8 @@ func (d *barDisplay) fileEvent(f api.ModelFileProgress) {
 	}
 }
 
-func (d *barDisplay) addFile(f api.ModelFileProgress) *fileBar {
-	fb := &fileBar{}
+func (d *modelBars) addFile(f api.ModelFileProgress) *modelFileBar {
+	fb := &modelFileBar{}
 	fb.last.Store(&f)
 	name := "  " + f.Path
 	if len(name) > 48 {
@@ -321,12 +321,12 @@ func (d *barDisplay) addFile(f api.ModelFileProgress) *fileBar {
 	return fb
 }
 
-func (d *barDisplay) finishFile(path string, fb *fileBar) {
+func (d *modelBars) finishFile(path string, fb *modelFileBar) {
 	fb.bar.SetTotal(fb.last.Load().SizeBytes, true)
 	delete(d.files, path)
 }
 
-func (d *barDisplay) finish(ok bool) {
+func (d *modelBars) finish(ok bool) {
 	d.mu.Lock()
 	for p, fb := range d.files {
 		fb.bar.Abort(true)
@@ -343,9 +343,9 @@ func (d *barDisplay) finish(ok bool) {
 	d.p.Wait()
 }
 
-// lineDisplay prints plain lines: phase changes, each finished file, and
+// modelLines prints plain lines: phase changes, each finished file, and
 // an overall line every few seconds.
-type lineDisplay struct {
+type modelLines struct {
 	w     io.Writer
 	phase string
 	done  map[string]bool
@@ -354,7 +354,7 @@ type lineDisplay struct {
 	ev    api.ModelPullEvent
 }
 
-func (d *lineDisplay) event(u api.ModelPullUpdate) {
+func (d *modelLines) event(u api.ModelPullUpdate) {
 	if f := u.File; f != nil {
 		if (f.State == api.ModelFileDone || f.State == api.ModelFileFailed) && !d.done[f.Path] {
 			d.done[f.Path] = true
@@ -380,13 +380,13 @@ func (d *lineDisplay) event(u api.ModelPullUpdate) {
 	}
 }
 
-func (d *lineDisplay) progressLine() {
+func (d *modelLines) progressLine() {
 	e := d.ev
 	fmt.Fprintf(d.w, "  %s %s / %s  %s/s  ETA %s  %d/%d files\n", percent(e.CompletedBytes, e.TotalBytes),
 		sizeText(e.CompletedBytes), sizeText(e.TotalBytes), sizeText(int64(e.BytesPerSecond)), etaText(e.ETASeconds), e.FilesDone, e.Files)
 }
 
-func (d *lineDisplay) finish(ok bool) {
+func (d *modelLines) finish(ok bool) {
 	if ok && d.ev.TotalBytes > 0 {
 		fmt.Fprintf(d.w, "Done: %s in %s, %s downloaded\n", sizeText(d.ev.TotalBytes),
 			(time.Duration(d.ev.ElapsedSeconds * float64(time.Second))).Round(100*time.Millisecond), sizeText(d.ev.DownloadedBytes))

@@ -40,9 +40,9 @@ func pullEvents() []api.ModelPullUpdate {
 	}
 }
 
-func TestLineDisplay(t *testing.T) {
+func TestModelLines(t *testing.T) {
 	var buf bytes.Buffer
-	d := &lineDisplay{w: &buf, done: map[string]bool{}, every: time.Hour}
+	d := &modelLines{w: &buf, done: map[string]bool{}, every: time.Hour}
 	for _, ev := range pullEvents() {
 		d.event(ev)
 	}
@@ -63,9 +63,9 @@ func TestLineDisplay(t *testing.T) {
 	}
 }
 
-func TestBarDisplay(t *testing.T) {
+func TestModelBars(t *testing.T) {
 	var buf bytes.Buffer
-	d := newBarDisplay(&buf, mpb.WithAutoRefresh(), mpb.WithWidth(200)) // draw although the output is no terminal
+	d := newModelBars(&buf, mpb.WithAutoRefresh(), mpb.WithWidth(200)) // draw although the output is no terminal
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -20,6 +20,8 @@ func (d *daemon) checks() []server.Check {
 		{Name: "state", Run: d.checkState},
 		{Name: "data_dir", Run: d.checkDataDir},
 		{Name: "gpu", Run: d.checkGPU},
+		{Name: "docker", Run: d.checkDocker},
+		{Name: "registry_credentials", Run: d.checkRegistryCredentials},
 		{Name: "model_cache", Run: d.checkModelCache},
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/sglangd/sglangd/pkg/api"
 	"github.com/sglangd/sglangd/pkg/api/server"
 	"github.com/sglangd/sglangd/pkg/config"
+	"github.com/sglangd/sglangd/pkg/docker"
 	"github.com/sglangd/sglangd/pkg/gpu"
 	"github.com/sglangd/sglangd/pkg/model"
 	"github.com/sglangd/sglangd/pkg/operation"
@@ -41,9 +42,11 @@ type daemon struct {
 	// on first use, so a host without a driver still starts.
 	gpus *gpu.Manager
 
-	mu        sync.RWMutex
-	cfg       config.Config
-	st        *store.Store
+	mu  sync.RWMutex
+	cfg config.Config
+	st  *store.Store
+	// docker is set once the daemon id is known (after the store opens).
+	docker    *docker.Manager
 	models    *model.Cache
 	id        string
 	starts    int64
@@ -102,6 +105,7 @@ func (d *daemon) run(ctx context.Context) error {
 		Checks:     d.checks(),
 		Token:      cfg.Secrets.APIToken,
 		GPUs:       gpuBackend{m: gpus},
+		Images:     imageBackend{d: d},
 		Models:     modelBackend{cache: cache, ops: ops},
 	})
 	if err != nil {
@@ -142,6 +146,10 @@ func (d *daemon) run(ctx context.Context) error {
 		return err
 	}
 	defer d.close()
+	if err := d.startDocker(ctx, reg); err != nil {
+		shutdown(srv, time.Second)
+		return err
+	}
 	srv.SetReady(true)
 	d.log.Info("sglangd ready", zap.String("daemon_id", d.id), zap.Int64("starts", d.starts),
 		zap.Duration("startup", time.Since(d.startedAt)))
@@ -204,6 +212,13 @@ func (d *daemon) open(ctx context.Context) error {
 func (d *daemon) close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.docker != nil {
+		// Server containers keep running: the next start reconciles them.
+		if err := d.docker.Close(); err != nil {
+			d.log.Warn("close Docker client", zap.Error(err))
+		}
+		d.docker = nil
+	}
 	if d.st != nil {
 		if err := d.st.Close(); err != nil {
 			d.log.Warn("close state database", zap.Error(err))

@@ -55,6 +55,8 @@ type Options struct {
 	Operations *operation.Manager
 	// GPUs answers GET /v1/gpus.
 	GPUs GPUBackend
+	// Images answers POST /v1/images/pull and GET /v1/images.
+	Images ImageBackend
 	// Models serves /v1/models; nil leaves those routes out.
 	Models Models
 }
@@ -109,6 +111,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/doctor", s.getDoctor)
 	s.operationRoutes()
 	s.handle("GET /v1/gpus", s.listGPUs)
+	s.imageRoutes()
 	s.modelRoutes()
 }
 
