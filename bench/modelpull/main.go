@@ -201,7 +201,7 @@ model:
   part_size: %s
   connections_per_file: %d
   concurrent_files: 4
-  max_connections: 32
+  max_connections: 16
   fsync: %v
 `, filepath.Join(work, "data"), socket, hubURL, partSize, conns, fsync)
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
