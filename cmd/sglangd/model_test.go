@@ -148,7 +148,7 @@ func TestDaemon_modelPull_killAndResume(t *testing.T) {
 		{Path: "model-00002-of-00002.safetensors", Size: 5 * part, Seed: 9, LFS: true},
 		{Path: "pytorch_model.bin", Size: part, Seed: 10, LFS: true},
 	}
-	srv, err := hubtest.New(hubtest.Options{Token: testHFToken, Throttle: 1 << 20})
+	srv, err := hubtest.New(hubtest.Options{Token: testHFToken, Throttle: 512 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,24 +35,30 @@ const (
 )
 
 // partState is the resume record kept next to the partial blob,
-// blobs/<etag>.hfd.part.json. Done counts the bytes from Off that are on
-// disk; with durable writes they were fsynced before the record was saved.
+// blobs/<etag>.hfd.part.json. For each part, Done counts the bytes from
+// Off that were fsynced before the record was saved (with fsync off: that
+// were written), and Written the bytes written, possibly only to the page
+// cache. Written survives a killed process but not a power cut, so it is
+// trusted only while the machine has not rebooted since: BootID.
 type partState struct {
-	Etag  string    `json:"etag"`
-	Size  int64     `json:"size"`
-	Parts []partRec `json:"parts"`
+	Etag   string    `json:"etag"`
+	Size   int64     `json:"size"`
+	BootID string    `json:"boot_id,omitempty"`
+	Parts  []partRec `json:"parts"`
 }
 
 type partRec struct {
-	Off  int64 `json:"off"`
-	Len  int64 `json:"len"`
-	Done int64 `json:"done"`
+	Off     int64 `json:"off"`
+	Len     int64 `json:"len"`
+	Done    int64 `json:"done"`
+	Written int64 `json:"written,omitempty"`
 }
 
 // part is one byte range of a blob being downloaded.
 type part struct {
 	off, len int64
-	written  atomic.Int64 // bytes from off on disk (not necessarily synced)
+	written  atomic.Int64 // bytes from off in the file (maybe only in the page cache)
+	synced   atomic.Int64 // bytes from off fsynced (== written when fsync is off)
 }
 
 // Attempt outcomes that decide how a part retries.
@@ -90,9 +96,10 @@ type blobDownload struct {
 
 	wake      chan struct{} // wakes the hasher after writes
 	ckpt      chan struct{} // asks the checkpointer to save now
+	syncReq   chan struct{} // asks the syncer to fsync now
 	total     atomic.Int64  // sum of parts' written
-	saved     atomic.Int64  // total at the last checkpoint
-	threshold int64
+	syncAsked atomic.Int64  // total when the last fsync was asked for
+	threshold int64         // bytes between fsyncs
 }
 
 // fetch downloads, verifies and publishes the blob. On an integrity
@@ -185,17 +192,23 @@ func (d *blobDownload) fetchOnce(ctx context.Context) error {
 	hashRes := make(chan hashResult, 1)
 	go func() { hashRes <- d.hashPrefix(ctx, size) }()
 
-	ckptDone := make(chan struct{})
-	ckptCtx, stopCkpt := context.WithCancel(ctx)
-	go func() { defer close(ckptDone); d.checkpointLoop(ckptCtx) }()
+	// The checkpointer records progress often and cheaply; the syncer
+	// fsyncs in the background, so a slow disk never delays the record a
+	// killed process resumes from.
+	bgCtx, stopBg := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); d.checkpointLoop(bgCtx) }()
+	go func() { defer bg.Done(); d.syncLoop(bgCtx) }()
 
 	err := d.fetchParts(ctx)
-	stopCkpt()
-	<-ckptDone
+	stopBg()
+	bg.Wait()
 	if err != nil {
 		cancel()
 		<-hashRes
-		// Keep what is on disk for the next attempt.
+		// Record what is in the file for the next attempt. No fsync: a
+		// restart on this boot trusts Written, and stopping stays quick.
 		if serr := d.checkpoint(); serr != nil {
 			d.log.Warn("save download state", zap.String("path", d.statePath), zap.Error(serr))
 		}
@@ -222,6 +235,14 @@ func (d *blobDownload) open() error {
 		if f, ferr := os.OpenFile(d.partPath, os.O_RDWR, 0); ferr == nil {
 			if fi, serr := f.Stat(); serr == nil && fi.Size() == rf.Size {
 				d.f = f
+				// Bytes only in the page cache survive a killed process,
+				// not a reboot.
+				sameBoot := st.BootID != "" && st.BootID == d.run.c.bootID
+				for i := range st.Parts {
+					if sameBoot && st.Parts[i].Written > st.Parts[i].Done {
+						st.Parts[i].Done = st.Parts[i].Written
+					}
+				}
 				d.setParts(st.Parts)
 				d.log.Info("resuming download", zap.String("path", rf.Path), zap.Int64("have", d.total.Load()), zap.Int64("size", rf.Size))
 				return nil
@@ -242,10 +263,7 @@ func (d *blobDownload) open() error {
 	}
 	d.f = f
 	d.setParts(planParts(rf.Size, d.run.opts.PartSize))
-	if err := d.checkpoint(); err != nil {
-		return err
-	}
-	return nil
+	return d.checkpoint()
 }
 
 func (d *blobDownload) setParts(recs []partRec) {
@@ -254,11 +272,12 @@ func (d *blobDownload) setParts(recs []partRec) {
 	for _, r := range recs {
 		p := &part{off: r.Off, len: r.Len}
 		p.written.Store(r.Done)
+		p.synced.Store(r.Done)
 		total += r.Done
 		d.parts = append(d.parts, p)
 	}
 	d.total.Store(total)
-	d.saved.Store(total)
+	d.syncAsked.Store(total)
 	d.file.setHave(total)
 }
 
@@ -319,37 +338,54 @@ func readState(path string) (*partState, error) {
 	return &st, nil
 }
 
-// checkpoint makes the written bytes durable (unless disabled) and then
-// records them, so a restart resumes where this one stopped.
+// checkpoint records the parts' progress. It never waits for the disk:
+// Done is what the syncer made durable, Written what is in the file.
 func (d *blobDownload) checkpoint() error {
-	st := partState{Etag: d.file.rf.etag(), Size: d.file.rf.Size}
-	var total int64
+	st := partState{Etag: d.file.rf.etag(), Size: d.file.rf.Size, BootID: d.run.c.bootID}
 	for _, p := range d.parts {
-		w := p.written.Load()
-		total += w
-		st.Parts = append(st.Parts, partRec{Off: p.off, Len: p.len, Done: w})
-	}
-	if d.run.opts.Durable && d.f != nil {
-		if err := unix.Fdatasync(int(d.f.Fd())); err != nil {
-			return noSpace(fmt.Errorf("sync %s: %w", d.partPath, err))
+		w, s := p.written.Load(), p.synced.Load()
+		if !d.run.opts.Durable {
+			s = w
 		}
+		st.Parts = append(st.Parts, partRec{Off: p.off, Len: p.len, Done: s, Written: w})
 	}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(d.statePath, b, 0o644, d.run.opts.Durable); err != nil {
-		return noSpace(err)
+	return noSpace(writeFileAtomic(d.statePath, b, 0o644, false))
+}
+
+// sync fsyncs the partial blob and then marks what was written before as
+// durable.
+func (d *blobDownload) sync() error {
+	if !d.run.opts.Durable || d.f == nil {
+		return nil
 	}
-	d.saved.Store(total)
+	snap := make([]int64, len(d.parts))
+	for i, p := range d.parts {
+		snap[i] = p.written.Load()
+	}
+	if err := unix.Fdatasync(int(d.f.Fd())); err != nil {
+		return noSpace(fmt.Errorf("sync %s: %w", d.partPath, err))
+	}
+	for i, p := range d.parts {
+		if snap[i] > p.synced.Load() {
+			p.synced.Store(snap[i])
+		}
+	}
 	return nil
 }
 
-// checkpointLoop saves progress when enough new bytes arrived or a part
-// finished, and at least every two seconds while data flows.
+// checkpointInterval bounds how much a killed process loses: what
+// arrived since the last record.
+const checkpointInterval = 250 * time.Millisecond
+
+// checkpointLoop records progress while data flows.
 func (d *blobDownload) checkpointLoop(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
+	t := time.NewTicker(checkpointInterval)
 	defer t.Stop()
+	var lastWritten, lastSynced int64 = -1, -1
 	for {
 		select {
 		case <-ctx.Done():
@@ -357,11 +393,41 @@ func (d *blobDownload) checkpointLoop(ctx context.Context) {
 		case <-d.ckpt:
 		case <-t.C:
 		}
-		if d.total.Load() == d.saved.Load() {
+		var w, s int64
+		for _, p := range d.parts {
+			w += p.written.Load()
+			s += p.synced.Load()
+		}
+		if w == lastWritten && s == lastSynced {
 			continue
 		}
 		if err := d.checkpoint(); err != nil {
 			d.log.Warn("save download state", zap.String("path", d.statePath), zap.Error(err))
+			continue
+		}
+		lastWritten, lastSynced = w, s
+	}
+}
+
+// syncLoop fsyncs the partial blob whenever asked (every threshold bytes
+// and when a part completes), so Done advances without blocking writers.
+func (d *blobDownload) syncLoop(ctx context.Context) {
+	if !d.run.opts.Durable {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.syncReq:
+		}
+		if err := d.sync(); err != nil {
+			d.log.Warn("sync partial blob", zap.String("path", d.partPath), zap.Error(err))
+			continue
+		}
+		select {
+		case d.ckpt <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -455,7 +521,7 @@ func (d *blobDownload) fetchPart(ctx context.Context, p *part) error {
 		}
 	}
 	select {
-	case d.ckpt <- struct{}{}:
+	case d.syncReq <- struct{}{}:
 	default:
 	}
 	return nil
@@ -569,9 +635,10 @@ func (d *blobDownload) attempt(ctx context.Context, p *part, u *url.URL) error {
 			off += int64(n)
 			p.written.Add(int64(n))
 			d.file.add(int64(n))
-			if d.total.Add(int64(n))-d.saved.Load() >= d.threshold {
+			if t := d.total.Add(int64(n)); t-d.syncAsked.Load() >= d.threshold {
+				d.syncAsked.Store(t)
 				select {
-				case d.ckpt <- struct{}{}:
+				case d.syncReq <- struct{}{}:
 				default:
 				}
 			}

@@ -33,6 +33,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -163,6 +164,16 @@ func (o Options) withDefaults() runOptions {
 	return runOptions{Options: o, Durable: !o.NoSync}
 }
 
+// bootID identifies the running kernel boot; "" if unknown, which makes
+// resumes trust only fsynced bytes.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func statfsFree(dir string) (int64, error) {
 	var fs unix.Statfs_t
 	if err := unix.Statfs(dir, &fs); err != nil {
@@ -177,6 +188,9 @@ type Cache struct {
 	log     *zap.Logger
 	hub     *hub
 	metrics *metrics
+
+	// bootID tells a resume whether unsynced bytes can have survived.
+	bootID string
 
 	mu   sync.Mutex
 	busy map[string]int // repo -> running pulls
@@ -205,7 +219,7 @@ func New(opts Options) (*Cache, error) {
 	}
 	log := o.Logger.Named("model")
 	c := &Cache{
-		opts: o, log: log, metrics: m, busy: map[string]int{},
+		opts: o, log: log, metrics: m, busy: map[string]int{}, bootID: bootID(),
 		hub: &hub{
 			endpoint: ep, token: o.Token, ua: o.UserAgent, log: log,
 			hc: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {

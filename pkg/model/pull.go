@@ -392,7 +392,7 @@ func (r *pullRun) fetchFile(ctx context.Context, snapDir string, f *fileTask) er
 	d := &blobDownload{
 		run: r, file: f, log: r.log.With(zap.String("path", f.rf.Path)),
 		blobPath: r.rd.blob(etag), partPath: r.rd.blob(etag) + partSuffix, statePath: r.rd.blob(etag) + stateSuffix,
-		wake: make(chan struct{}, 1), ckpt: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), ckpt: make(chan struct{}, 1), syncReq: make(chan struct{}, 1),
 		threshold: max(r.opts.PartSize/2, 1),
 	}
 	if err := d.fetch(ctx); err != nil {

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -553,5 +555,60 @@ func TestCache_Pull_twoProcesses(t *testing.T) {
 		if got := e.srv.Stats(p).BytesServed; got != int64(len(b)) {
 			t.Errorf("%s served %d bytes, want %d once", p, got, len(b))
 		}
+	}
+}
+
+// TestCache_Pull_resumeTrust checks which recorded bytes a resume trusts:
+// written-but-unsynced bytes only on the same boot, fsynced ones always.
+func TestCache_Pull_resumeTrust(t *testing.T) {
+	const shard2 = "model-00002-of-00002.safetensors" // three parts
+	for _, tt := range []struct {
+		name      string
+		sameBoot  bool
+		wantRange string
+	}{
+		{"same boot resumes from written", true, fmt.Sprintf("bytes=%d-%d", testPart+testPart/2, 2*testPart-1)},
+		{"after a reboot only synced bytes count", false, fmt.Sprintf("bytes=%d-%d", testPart, 2*testPart-1)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, hubtest.Options{})
+			c := e.cache()
+			want := e.srv.Content(testRepo, shard2)
+			rd := newRepoDir(e.opts.CacheDir, testRepo)
+			etag := e.srv.Etag(testRepo, shard2)
+			if err := os.MkdirAll(rd.blobs(), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			// Part 0 complete and synced; part 1 half written, not synced.
+			partial := make([]byte, len(want))
+			copy(partial, want[:testPart+testPart/2])
+			if err := os.WriteFile(rd.blob(etag)+partSuffix, partial, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			boot := c.bootID
+			if !tt.sameBoot {
+				boot = "another-boot"
+			}
+			st := partState{Etag: etag, Size: int64(len(want)), BootID: boot, Parts: []partRec{
+				{Off: 0, Len: testPart, Done: testPart, Written: testPart},
+				{Off: testPart, Len: testPart, Done: 0, Written: testPart / 2},
+				{Off: 2 * testPart, Len: testPart},
+			}}
+			b, _ := json.Marshal(st)
+			if err := os.WriteFile(rd.blob(etag)+stateSuffix, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Pull(context.Background(), PullRequest{Repo: testRepo, Include: []string{shard2}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(filepath.Join(rd.snapshot(e.commit), shard2))
+			if !bytes.Equal(got, want) {
+				t.Fatal("content differs after resume")
+			}
+			ranges := e.srv.Stats(shard2).Ranges
+			if len(ranges) != 2 || !slices.Contains(ranges, tt.wantRange) {
+				t.Errorf("ranges asked = %v, want %s and the last part", ranges, tt.wantRange)
+			}
+		})
 	}
 }
