@@ -50,7 +50,7 @@ Exit codes: 0 success, 1 failure, 2 usage error.`,
 	pf.StringVar(&g.token, "token", "", "bearer token for TCP hosts (env SGLANGD_TOKEN)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table, json or yaml")
 	pf.StringVar(&g.caFile, "tls-ca", "", "PEM CA certificate to trust for https hosts")
-	root.AddCommand(newVersionCmd(g), newDoctorCmd(g), newOperationCmd(g), newGPUCmd(g), newImageCmd(g), newTraceCmd(g))
+	root.AddCommand(newVersionCmd(g), newDoctorCmd(g), newOperationCmd(g), newGPUCmd(g), newImageCmd(g), newTraceCmd(g), newModelCmd(g))
 	return root
 }
 

@@ -22,6 +22,7 @@ func (d *daemon) checks() []server.Check {
 		{Name: "gpu", Run: d.checkGPU},
 		{Name: "docker", Run: d.checkDocker},
 		{Name: "registry_credentials", Run: d.checkRegistryCredentials},
+		{Name: "model_cache", Run: d.checkModelCache},
 	}
 }
 

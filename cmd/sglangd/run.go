@@ -25,6 +25,7 @@ import (
 	"github.com/sglangd/sglangd/pkg/config"
 	"github.com/sglangd/sglangd/pkg/docker"
 	"github.com/sglangd/sglangd/pkg/gpu"
+	"github.com/sglangd/sglangd/pkg/model"
 	"github.com/sglangd/sglangd/pkg/operation"
 	"github.com/sglangd/sglangd/pkg/store"
 )
@@ -46,6 +47,7 @@ type daemon struct {
 	st  *store.Store
 	// docker is set once the daemon id is known (after the store opens).
 	docker    *docker.Manager
+	models    *model.Cache
 	id        string
 	starts    int64
 	startedAt time.Time
@@ -87,6 +89,13 @@ func (d *daemon) run(ctx context.Context) error {
 	// with it, never with the request that started them.
 	ops := operation.NewManager(ctx, d.log)
 	defer ops.Close()
+	cache, err := model.New(modelOptions(cfg, d.log, reg, d.build))
+	if err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	d.mu.Lock()
+	d.models = cache
+	d.mu.Unlock()
 	srv, err := server.New(server.Options{
 		Operations: ops,
 		Logger:     d.log,
@@ -97,6 +106,7 @@ func (d *daemon) run(ctx context.Context) error {
 		Token:      cfg.Secrets.APIToken,
 		GPUs:       gpuBackend{m: gpus},
 		Images:     imageBackend{d: d},
+		Models:     modelBackend{cache: cache, ops: ops},
 	})
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/containerd/errdefs"
@@ -24,8 +25,9 @@ type Client struct {
 	socket string // unix socket path, "" for TCP
 	hc     *http.Client
 	token  string
-	// daemonVersion is the version header of the last response.
-	daemonVersion string
+	// daemonVersion is the version header of the last response; atomic
+	// because concurrent requests set it.
+	daemonVersion atomic.Value // string
 }
 
 // ClientOption configures a Client.
@@ -89,7 +91,10 @@ func NewClient(host string, opts ...ClientOption) (*Client, error) {
 }
 
 // DaemonVersion returns the daemon version seen in the last response, or "".
-func (c *Client) DaemonVersion() string { return c.daemonVersion }
+func (c *Client) DaemonVersion() string {
+	v, _ := c.daemonVersion.Load().(string)
+	return v
+}
 
 // Do sends a JSON request (in may be nil) and decodes a JSON response into
 // out (which may be nil). Non-2xx answers come back as *Error.
@@ -174,7 +179,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any, accept s
 	if err != nil {
 		return nil, c.dialError(err)
 	}
-	c.daemonVersion = resp.Header.Get(VersionHeader)
+	c.daemonVersion.Store(resp.Header.Get(VersionHeader))
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		return nil, decodeError(resp)

@@ -113,6 +113,11 @@ type ModelConfig struct {
 	StallTimeout Duration `yaml:"stall_timeout" json:"stall_timeout"`
 	// Retries is the number of counted retries per part.
 	Retries int `yaml:"retries" json:"retries"`
+	// Fsync makes partial downloads durable at each checkpoint and every
+	// blob before it is published. Off, a power cut can cost re-downloads
+	// and leave a torn blob linked (verify finds it); hashes are still
+	// checked before publishing.
+	Fsync bool `yaml:"fsync" json:"fsync"`
 }
 
 // DockerConfig sets the engine, image and container flags.
@@ -234,6 +239,7 @@ func Default() Config {
 			MaxConnections:     16,
 			StallTimeout:       Duration(30 * time.Second),
 			Retries:            6,
+			Fsync:              true,
 		},
 		Docker: DockerConfig{
 			Image:           "nvcr.io/nvidia/sglang:26.01-py3",

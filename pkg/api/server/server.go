@@ -57,6 +57,8 @@ type Options struct {
 	GPUs GPUBackend
 	// Images answers POST /v1/images/pull and GET /v1/images.
 	Images ImageBackend
+	// Models serves /v1/models; nil leaves those routes out.
+	Models Models
 }
 
 // Server is the API server. Create it with New, then Serve listeners.
@@ -110,6 +112,7 @@ func (s *Server) routes() {
 	s.operationRoutes()
 	s.handle("GET /v1/gpus", s.listGPUs)
 	s.imageRoutes()
+	s.modelRoutes()
 }
 
 // ServeHTTP routes a request, answering unknown paths and wrong methods
