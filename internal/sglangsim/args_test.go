@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 )
@@ -88,13 +89,20 @@ func TestSimOptions_ApplyEnvAndFlags(t *testing.T) {
 	err := o.ApplyEnv(map[string]string{
 		"SGLANG_SIM_LOAD_TIME": "3s", "SGLANG_SIM_CRASH_AT_STEP": "12", "SGLANG_SIM_CORRUPT_RANK": "1",
 		"SGLANG_SIM_CORRUPT_MODE": "corrupt", "SGLANG_SIM_HANG_STOP_PROFILE": "true", "SGLANG_SIM_MISSING_RANK": "0",
-		"SGLANG_SIM_SLOW_RESPONSE": "50ms",
+		"SGLANG_SIM_SLOW_RESPONSE": "50ms", "SGLANG_SIM_LOAD_ERROR": "torch.OutOfMemoryError: CUDA out of memory",
+		"SGLANG_SIM_CRASH_EXIT_CODE": "0", "SGLANG_SIM_IGNORE_SIGTERM": "1",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.LoadTime.String() != "3s" || o.CrashAtStep != 12 || *o.CorruptRank != 1 || o.CorruptMode != "corrupt" || !o.HangStopProfile || *o.MissingRank != 0 || o.SlowResponse.String() != "50ms" {
 		t.Errorf("options %+v", o)
+	}
+	if o.LoadError != "torch.OutOfMemoryError: CUDA out of memory" || o.CrashExitCode == nil || *o.CrashExitCode != 0 || !o.IgnoreSIGTERM {
+		t.Errorf("start-up faults: load error %q, exit code %v, ignore SIGTERM %v", o.LoadError, o.CrashExitCode, o.IgnoreSIGTERM)
+	}
+	if ok, err := o.applySimFlag("--sim-crash-exit-code", "256"); !ok || err == nil || !strings.Contains(err.Error(), "0-255") {
+		t.Errorf("exit code 256: %v %v", ok, err)
 	}
 	if ok, err := o.applySimFlag("--sim-export-per-mb", "1s"); !ok || err != nil || o.ExportPerMB.String() != "1s" {
 		t.Errorf("flag: %v %v %v", ok, err, o.ExportPerMB)
@@ -104,5 +112,19 @@ func TestSimOptions_ApplyEnvAndFlags(t *testing.T) {
 	}
 	if err := (&SimOptions{}).ApplyEnv(map[string]string{"SGLANG_SIM_CORRUPT_MODE": "shred"}); err == nil {
 		t.Error("bad corrupt mode accepted")
+	}
+}
+
+// TestTestEnv checks that TestEnv, the container form of TestOptions, sets
+// the fast timings it documents.
+func TestTestEnv(t *testing.T) {
+	var o SimOptions
+	if err := o.ApplyEnv(envMap(TestEnv())); err != nil {
+		t.Fatal(err)
+	}
+	want := SimOptions{LoadTime: time.Millisecond, DecodeStepTime: time.Millisecond, PrefillTokenTime: time.Microsecond,
+		ExportPerMB: -1, HealthPollInterval: 5 * time.Millisecond, Layers: 2}
+	if o != want || TestOptions() != want {
+		t.Errorf("TestEnv gives %+v, TestOptions %+v; want %+v", o, TestOptions(), want)
 	}
 }

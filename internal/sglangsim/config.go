@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -68,9 +69,27 @@ type SimOptions struct {
 	// PID is the OS pid of the first scheduler process in traces; default 178.
 	PID int
 
+	// LoadError makes model loading fail with this exception, as a CUDA
+	// out-of-memory error or a bad checkpoint does: after LoadTime the first
+	// scheduler logs "Scheduler hit an exception" with a traceback ending in
+	// LoadError, the launcher logs the SIGQUIT it got, and the server exits
+	// before its HTTP port opens (Main) or before the warm-up (Start).
+	LoadError string
 	// WarmupError makes the warm-up fail: the server logs
 	// "Initialization failed. warmup error: <WarmupError>" and exits.
 	WarmupError string
+	// CrashExitCode is Main's exit status when the server dies (LoadError,
+	// WarmupError, CrashAtStep); nil means ExitCrashed. How a real server
+	// ends after kill_process_tree varies: 131 (SIGQUIT), 137 (SIGKILL),
+	// or 0 as a container's PID 1, which cannot SIGKILL itself and falls
+	// through to sys.exit(0).
+	CrashExitCode *int
+	// IgnoreSIGTERM makes Main ignore SIGTERM (each one is logged), as a
+	// server whose scheduler hangs in a CUDA or NCCL call does: `docker
+	// stop` then kills it after its grace period. SIGINT still stops it.
+	// It changes the signal handling of the whole process, so only Main
+	// honours it.
+	IgnoreSIGTERM bool
 	// CrashAtStep makes the scheduler raise an exception when its forward
 	// counter reaches this value (0 = never); the server then exits.
 	CrashAtStep int
@@ -93,19 +112,39 @@ type SimOptions struct {
 	StrictArgs bool
 }
 
+// testEnv holds the fast test timings, as variables so that containers can
+// get them too (TestEnv); TestOptions parses it.
+var testEnv = map[string]string{
+	"SGLANG_SIM_LOAD_TIME":          "1ms",
+	"SGLANG_SIM_DECODE_STEP_TIME":   "1ms",
+	"SGLANG_SIM_PREFILL_TOKEN_TIME": "1us",
+	"SGLANG_SIM_EXPORT_PER_MB":      "-1ns",
+	"SGLANG_SIM_HEALTH_POLL":        "5ms",
+	"SGLANG_SIM_LAYERS":             "2",
+}
+
 // TestOptions returns SimOptions suited to other packages' tests: 1 ms model
 // load and batches, 5 ms health polls, two layers per traced step and no
 // export delay, so a whole start/traffic/stop cycle takes well under a second
 // even under -race. Adjust fields (faults, ExportPerMB) as needed.
 func TestOptions() SimOptions {
-	return SimOptions{
-		LoadTime:           time.Millisecond,
-		DecodeStepTime:     time.Millisecond,
-		PrefillTokenTime:   time.Microsecond,
-		ExportPerMB:        -1,
-		HealthPollInterval: 5 * time.Millisecond,
-		Layers:             2,
+	var o SimOptions
+	if err := o.ApplyEnv(testEnv); err != nil {
+		panic(err) // testEnv is a constant table; TestTestEnv checks it
 	}
+	return o
+}
+
+// TestEnv returns TestOptions as SGLANG_SIM_* variables ("KEY=value",
+// sorted), for simulator containers: put them in the image's or the
+// container's environment.
+func TestEnv() []string {
+	out := make([]string, 0, len(testEnv))
+	for k, v := range testEnv {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // IntPtr returns a pointer to n, for SimOptions.CorruptRank and MissingRank.
@@ -172,7 +211,21 @@ var simEnv = []struct {
 		return err
 	}},
 	{"SGLANG_SIM_PID", "pid of the first scheduler in traces", intSetter(func(o *SimOptions) *int { return &o.PID })},
+	{"SGLANG_SIM_LOAD_ERROR", "fail model loading with this exception (e.g. torch.OutOfMemoryError: CUDA out of memory)", func(o *SimOptions, v string) error { o.LoadError = v; return nil }},
 	{"SGLANG_SIM_WARMUP_ERROR", "fail warm-up with this message", func(o *SimOptions, v string) error { o.WarmupError = v; return nil }},
+	{"SGLANG_SIM_CRASH_EXIT_CODE", "exit status after a crash or failed start-up (default 131)", func(o *SimOptions, v string) error {
+		n, err := strconv.Atoi(v)
+		if err == nil && (n < 0 || n > 255) {
+			err = fmt.Errorf("want 0-255, got %d", n)
+		}
+		o.CrashExitCode = &n
+		return err
+	}},
+	{"SGLANG_SIM_IGNORE_SIGTERM", "ignore SIGTERM like a hung server; docker stop must kill it (true/false)", func(o *SimOptions, v string) error {
+		b, err := strconv.ParseBool(v)
+		o.IgnoreSIGTERM = b
+		return err
+	}},
 	{"SGLANG_SIM_CRASH_AT_STEP", "scheduler crashes at this forward step", intSetter(func(o *SimOptions) *int { return &o.CrashAtStep })},
 	{"SGLANG_SIM_HANG_STOP_PROFILE", "trace export never finishes (true/false)", func(o *SimOptions, v string) error {
 		b, err := strconv.ParseBool(v)

@@ -12,8 +12,9 @@
 // actually ran. It prints SGLang's log lines with their
 // "[YYYY-MM-DD HH:MM:SS DPd PPp TPt]" prefixes.
 //
-// Faults (slow warm-up, slow export, crash at a step, hanging stop, corrupt
-// or missing rank files, slow responses) are set through SimOptions, the
+// Faults (failed model load or warm-up, slow warm-up, slow export, crash at
+// a step and its exit status, ignored SIGTERM, hanging stop, corrupt or
+// missing rank files, slow responses) are set through SimOptions, the
 // command line (--sim-*) or SGLANG_SIM_* environment variables.
 //
 // Start runs a simulator in-process; Main is the command-line entry point

@@ -301,14 +301,27 @@ func (e *engine) logAll(format string, args ...any) {
 	}
 }
 
-// crash reproduces a scheduler exception: the traceback is logged with the
-// rank prefix and the whole server goes down.
-func (e *engine) crash(last string) error {
-	tb := "Scheduler hit an exception: Traceback (most recent call last):\n" +
-		"  File \"/sgl-workspace/sglang/python/sglang/srt/managers/scheduler.py\", line 2931, in run_scheduler_process\n" +
+// Traceback frames of the scheduler's two failure points: a batch in the
+// event loop, and model loading in Scheduler.__init__.
+const (
+	batchFrames = "  File \"/sgl-workspace/sglang/python/sglang/srt/managers/scheduler.py\", line 2931, in run_scheduler_process\n" +
 		"    scheduler.event_loop_overlap()\n" +
 		"  File \"/sgl-workspace/sglang/python/sglang/srt/managers/scheduler.py\", line 1098, in event_loop_overlap\n" +
-		"    batch_result = self.run_batch(batch)\n" + last
+		"    batch_result = self.run_batch(batch)\n"
+	loadFrames = "  File \"/sgl-workspace/sglang/python/sglang/srt/managers/scheduler.py\", line 2912, in run_scheduler_process\n" +
+		"    scheduler = Scheduler(server_args, port_args, gpu_id, tp_rank, moe_ep_rank, pp_rank, dp_rank)\n" +
+		"  File \"/sgl-workspace/sglang/python/sglang/srt/model_executor/model_runner.py\", line 812, in load_model\n" +
+		"    self.model = get_model(model_config=self.model_config, load_config=self.load_config, device_config=DeviceConfig(self.device))\n"
+)
+
+// crash reproduces a scheduler exception in a batch: the traceback is
+// logged with the rank prefix and the whole server goes down.
+func (e *engine) crash(last string) error { return e.crashIn(batchFrames, last) }
+
+// crashIn logs a scheduler traceback made of frames and the exception line
+// last, as run_scheduler_process does before it SIGQUITs the launcher.
+func (e *engine) crashIn(frames, last string) error {
+	tb := "Scheduler hit an exception: Traceback (most recent call last):\n" + frames + last
 	e.srv.log.printf(rankPrefix(&e.srv.cfg.Args, e.ranks[0]), "%s", tb)
 	return &crashError{msg: last}
 }

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
+	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -98,6 +99,9 @@ func Main(ctx context.Context, argv []string, environ []string, stdout, stderr i
 		fmt.Fprintf(stderr, "usage: launch_server.py [-h] --model-path MODEL_PATH [--host HOST] [--port PORT] [--tp-size TP_SIZE] ...\nlaunch_server.py: error: %s\n", strings.TrimSuffix(err.Error(), ": invalid argument"))
 		return ExitUsage
 	}
+	if sim.IgnoreSIGTERM {
+		defer ignoreSIGTERM(newLineLog(stderr))()
+	}
 	srv, err := start(ctx, Config{Args: sa, Env: env, Sim: sim, Log: stderr}, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "sglang-sim: %v\n", err)
@@ -106,11 +110,38 @@ func Main(ctx context.Context, argv []string, environ []string, stdout, stderr i
 	<-srv.Done()
 	if err := srv.Err(); err != nil {
 		if errors.Is(err, ErrCrashed) {
+			if sim.CrashExitCode != nil {
+				return *sim.CrashExitCode
+			}
 			return ExitCrashed
 		}
 		return ExitError
 	}
 	return ExitOK
+}
+
+// ignoreSIGTERM takes SIGTERM away from every earlier signal.Notify (the
+// context cmd/sglang-sim passes to Main) and logs each one instead, until
+// the returned function is called.
+func ignoreSIGTERM(log *lineLog) (restore func()) {
+	signal.Ignore(syscall.SIGTERM)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ch:
+				log.printf("", "Received SIGTERM; ignored (SGLANG_SIM_IGNORE_SIGTERM): the server only stops on SIGINT or SIGKILL")
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
+	}
 }
 
 // entrypoint imitates NGC's /opt/nvidia/nvidia_entrypoint.sh: print the

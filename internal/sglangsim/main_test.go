@@ -5,7 +5,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -87,10 +91,107 @@ func TestMain_ServesAsPython3(t *testing.T) {
 
 func TestMain_CrashExitStatus(t *testing.T) {
 	t.Parallel()
-	var errb bytes.Buffer
-	code := Main(context.Background(), []string{"sglang-sim", "-m", "sglang.launch_server", "--model-path", "m", "--port", fmt.Sprint(freePort(t)), "--sim-crash-at-step", "3"},
-		[]string{"SGLANG_SIM_LOAD_TIME=1ms", "SGLANG_SIM_DECODE_STEP_TIME=1ms"}, &bytes.Buffer{}, &errb)
-	if code != ExitCrashed || !strings.Contains(errb.String(), "Scheduler hit an exception") {
-		t.Errorf("code %d log:\n%s", code, errb.String())
+	tests := []struct {
+		name    string
+		args    []string
+		env     []string
+		code    int
+		wantLog string
+	}{
+		{"crash in a batch", []string{"--sim-crash-at-step", "3"}, nil, ExitCrashed, "Scheduler hit an exception"},
+		{"load error, default status", []string{"--sim-load-error", "torch.OutOfMemoryError: CUDA out of memory"}, nil, ExitCrashed, "in load_model"},
+		{"load error as PID 1", nil, []string{"SGLANG_SIM_LOAD_ERROR=torch.OutOfMemoryError: CUDA out of memory", "SGLANG_SIM_CRASH_EXIT_CODE=0"}, 0, "torch.OutOfMemoryError"},
+		{"failed warm-up", []string{"--sim-warmup-error=boom", "--sim-crash-exit-code=3"}, nil, 3, "Initialization failed. warmup error: boom"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var errb bytes.Buffer
+			argv := append([]string{"sglang-sim", "-m", "sglang.launch_server", "--model-path", "m", "--port", fmt.Sprint(freePort(t))}, tc.args...)
+			code := Main(context.Background(), argv, append([]string{"SGLANG_SIM_LOAD_TIME=1ms", "SGLANG_SIM_DECODE_STEP_TIME=1ms"}, tc.env...), &bytes.Buffer{}, &errb)
+			if code != tc.code || !strings.Contains(errb.String(), tc.wantLog) {
+				t.Errorf("code %d (want %d) log:\n%s", code, tc.code, errb.String())
+			}
+		})
+	}
+}
+
+// TestMain_IgnoreSIGTERM runs Main in a child process (this test binary,
+// see TestHelperMain), because the knob changes the signal handling of the
+// whole process: SIGTERM is logged and ignored, SIGINT still stops it.
+func TestMain_IgnoreSIGTERM(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMain$", "--", "--model-path", "m", "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--sim-ignore-sigterm")
+	cmd.Env = append(append(os.Environ(), "SGLANGSIM_HELPER_MAIN=1"), TestEnv()...)
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	url := fmt.Sprintf("http://127.0.0.1:%d/health", port)
+	waitFor(t, logs, "ready", func() bool { return healthOK(url) })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, logs, "the ignored SIGTERM logged", func() bool { return strings.Contains(logs.String(), "Received SIGTERM; ignored") })
+	if !healthOK(url) {
+		t.Fatalf("server stopped serving after SIGTERM:\n%s", logs)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Errorf("exit after SIGINT: %v\n%s", err, logs)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("SIGINT did not stop the server:\n%s", logs)
+	}
+}
+
+// TestHelperMain is the child process of TestMain_IgnoreSIGTERM: Main with
+// cmd/sglang-sim's signal handling and the arguments after "--".
+func TestHelperMain(t *testing.T) {
+	if os.Getenv("SGLANGSIM_HELPER_MAIN") != "1" {
+		return
+	}
+	args := os.Args
+	for i, a := range args {
+		if a == "--" {
+			args = args[i+1:]
+			break
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Main(ctx, append([]string{"sglang-sim"}, args...), os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func healthOK(url string) bool {
+	res, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	res.Body.Close()
+	return res.StatusCode == http.StatusOK
+}
+
+// waitFor polls cond until it holds, failing the test after 20 s.
+func waitFor(t *testing.T, logs *syncBuffer, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s:\n%s", what, logs)
+		}
 	}
 }

@@ -461,22 +461,59 @@ func TestFault_ByStageWithoutNumStepsCrashes(t *testing.T) {
 	}
 }
 
-func TestFault_WarmupError(t *testing.T) {
+// TestFault_StartupErrors: a failed model load or warm-up ends the server
+// before it gets ready, logging what SGLang logs.
+func TestFault_StartupErrors(t *testing.T) {
 	t.Parallel()
-	a := DefaultServerArgs()
-	a.ModelPath, a.Port = "m", 0
-	logs := &syncBuffer{}
-	sim := fastSim()
-	sim.WarmupError = "CUDA out of memory"
-	s, err := Start(context.Background(), Config{Args: a, Sim: sim, Log: logs})
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name     string
+		fault    func(*SimOptions)
+		err      string
+		want     []string
+		unwanted []string
+	}{
+		{name: "warm-up", fault: func(o *SimOptions) { o.WarmupError = "CUDA out of memory" }, err: "warm-up failed",
+			want:     []string{"Initialization failed. warmup error: CUDA out of memory"},
+			unwanted: []string{"ready to roll"}},
+		{name: "model load", fault: func(o *SimOptions) {
+			o.LoadError = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
+		}, err: "model loading failed",
+			want: []string{" TP0] Scheduler hit an exception: Traceback (most recent call last):", "in load_model",
+				"\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n", "Received sigquit from a child process"},
+			unwanted: []string{"Load weight end", "Uvicorn running", "ready to roll"}},
 	}
-	if err := s.Wait(context.Background()); !errors.Is(err, ErrCrashed) {
-		t.Errorf("Wait = %v", err)
-	}
-	if !strings.Contains(logs.String(), "Initialization failed. warmup error: CUDA out of memory") || strings.Contains(logs.String(), "ready to roll") {
-		t.Errorf("log:\n%s", logs)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := DefaultServerArgs()
+			a.ModelPath, a.Port, a.TPSize = "m", 0, 2
+			logs := &syncBuffer{}
+			sim := fastSim()
+			tc.fault(&sim)
+			s, err := Start(context.Background(), Config{Args: a, Sim: sim, Log: logs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Wait(context.Background()); !errors.Is(err, ErrCrashed) || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Wait = %v, want ErrCrashed: %s", err, tc.err)
+			}
+			select {
+			case <-s.Ready():
+				t.Error("server got ready")
+			default:
+			}
+			log := logs.String()
+			for _, w := range tc.want {
+				if !strings.Contains(log, w) {
+					t.Errorf("log lacks %q:\n%s", w, log)
+				}
+			}
+			for _, w := range tc.unwanted {
+				if strings.Contains(log, w) {
+					t.Errorf("log has %q:\n%s", w, log)
+				}
+			}
+		})
 	}
 }
 

@@ -209,6 +209,11 @@ func (s *Server) run() {
 	var loops sync.WaitGroup
 	defer func() {
 		s.setState(stateDead)
+		select {
+		case <-s.listening:
+		default: // died before binding its port (Main): URL and Addr return empty
+			close(s.listening)
+		}
 		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		s.httpSrv.Shutdown(shutCtx)
 		cancel()
@@ -224,6 +229,12 @@ func (s *Server) run() {
 		}
 	}
 	if err := sleepCtx(s.ctx, s.opts.LoadTime); err != nil {
+		return
+	}
+	if s.opts.LoadError != "" {
+		err := s.engines[0].crashIn(loadFrames, s.opts.LoadError)
+		s.log.printf("", "Received sigquit from a child process. It usually means the child failed.")
+		s.fail(fmt.Errorf("%w: model loading failed: %v", ErrCrashed, err))
 		return
 	}
 	for _, e := range s.engines {
@@ -256,7 +267,6 @@ func (s *Server) run() {
 			if err != nil {
 				s.log.printf("", "ERROR:    [Errno 98] error while attempting to bind on address ('%s', %d): address already in use", a.Host, a.Port)
 				s.fail(fmt.Errorf("listen on %s:%d: %w", a.Host, a.Port, err))
-				close(s.listening)
 				return
 			}
 		}

@@ -112,19 +112,22 @@ func instanceContainers(t *testing.T, cli *client.Client, instance string) []str
 	return out
 }
 
-// testRegistry runs a loopback registry with a fresh fake server image
-// pushed under a unique repository; the pulled image is removed at the end.
+// testRegistry is a loopback registry with basic auth holding the SGLang
+// simulator image at the NGC image's path, ref =
+// 127.0.0.1:PORT/nvidia/sglang:26.01-py3; every test runs its own registry,
+// so the port keeps references apart.
 type testRegistry struct {
 	*registrytest.Registry
 	ref string
 }
 
-func pushFakeImage(t *testing.T, user string, o registrytest.ImageOptions) testRegistry {
+// pushSimImage starts a registry for user, pushes the simulator image to
+// it and removes the pulled image when the test ends.
+func pushSimImage(t *testing.T, user string, o registrytest.ImageOptions) testRegistry {
 	t.Helper()
 	cli := needEngine(t)
 	reg := registrytest.Start(t, user, "s3cret-"+randHex(4))
-	ref := reg.Ref("sglangd-test/sglang-" + randHex(4) + ":26.01-py3")
-	reg.Push(t, ref, registrytest.FakeServerImage(t, o))
+	ref := reg.PushSim(t, o)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -142,9 +145,9 @@ func dockerConfigCreds(t *testing.T, r testRegistry) Credentials {
 	return Credentials{UseDockerConfig: true, DockerConfigDir: registrytest.DockerConfig(t, r.Host, r.User, r.Password)}
 }
 
-// pullFake pulls the registry's image into the engine, for tests about
+// pullSim pulls the registry's image into the engine, for tests about
 // running it.
-func pullFake(t *testing.T, m *Manager, r testRegistry) {
+func pullSim(t *testing.T, m *Manager, r testRegistry) {
 	t.Helper()
 	if _, err := m.Pull(context.Background(), r.ref, PullAlways, nil); err != nil {
 		t.Fatalf("pull %s: %v", r.ref, err)

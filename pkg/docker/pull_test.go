@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/sglangd/sglangd/internal/sglangsim/simimage"
 	"github.com/sglangd/sglangd/internal/testutil/registrytest"
 )
 
@@ -26,7 +27,7 @@ func closedPort(t *testing.T) string {
 
 func TestPull_Credentials(t *testing.T) {
 	t.Parallel()
-	r := pushFakeImage(t, NGCUser, registrytest.ImageOptions{})
+	r := pushSimImage(t, NGCUser, registrytest.ImageOptions{})
 	wrongKey := "wrong-key-" + randHex(8)
 	tests := []struct {
 		name        string
@@ -113,10 +114,11 @@ func TestPull_Credentials(t *testing.T) {
 
 func TestPull_ProgressPolicyAndLabels(t *testing.T) {
 	t.Parallel()
-	r := pushFakeImage(t, "sglangd", registrytest.ImageOptions{
+	r := pushSimImage(t, "sglangd", registrytest.ImageOptions{
 		PayloadBytes: 3 << 20,
-		Labels:       map[string]string{"com.nvidia.cuda.version": "13.0.2.006", "org.sglang.version": "0.5.6"},
-		Env:          []string{"CUDA_VERSION=13.0.2", "NVIDIA_SGLANG_VERSION=26.01", "UNRELATED=x"},
+		// Labels unlike the image's CUDA_VERSION and SGLANG_VERSION: the
+		// labels win.
+		Labels: map[string]string{"com.nvidia.cuda.version": "13.0.2.006", "com.nvidia.sglang.version": "0.5.6"},
 	})
 	opts := testOptions(t)
 	opts.Credentials = dockerConfigCreds(t, r)
@@ -162,7 +164,7 @@ func TestPull_ProgressPolicyAndLabels(t *testing.T) {
 		}
 	}
 	if layers != 2 {
-		t.Errorf("progress for %d layers, want 2 (binary, payload): %v", layers, seen)
+		t.Errorf("progress for %d layers, want 2 (simulator, payload): %v", layers, seen)
 	}
 	payloadSeen := false
 	for _, ev := range downloading {
@@ -184,7 +186,7 @@ func TestPull_ProgressPolicyAndLabels(t *testing.T) {
 	if img.CUDAVersion != "13.0.2.006" || img.SGLangVersion != "0.5.6" {
 		t.Errorf("versions cuda=%q sglang=%q, want the labels' 13.0.2.006 / 0.5.6", img.CUDAVersion, img.SGLangVersion)
 	}
-	if img.Env["NVIDIA_SGLANG_VERSION"] != "26.01" || img.Env["CUDA_VERSION"] != "13.0.2" || img.Env["UNRELATED"] != "" {
+	if img.Env["NVIDIA_SGLANG_VERSION"] != "26.01" || img.Env["CUDA_VERSION"] != simimage.DefaultCUDAVersion || img.Env["PATH"] != "" || img.Env["LC_ALL"] != "" {
 		t.Errorf("env = %v, want version variables only", img.Env)
 	}
 	if r.ManifestRequests() == before {
@@ -220,7 +222,7 @@ func TestPull_ProgressPolicyAndLabels(t *testing.T) {
 
 func TestPull_ConcurrentCallersShareOneDownload(t *testing.T) {
 	t.Parallel()
-	r := pushFakeImage(t, "sglangd", registrytest.ImageOptions{PayloadBytes: 1 << 20})
+	r := pushSimImage(t, "sglangd", registrytest.ImageOptions{PayloadBytes: 1 << 20})
 	opts := testOptions(t)
 	opts.Credentials = dockerConfigCreds(t, r)
 	m := newManager(t, opts)

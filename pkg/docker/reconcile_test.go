@@ -19,14 +19,14 @@ import (
 // them.
 func TestReconcile_AfterAbruptStop(t *testing.T) {
 	t.Parallel()
-	r := pushFakeImage(t, "sglangd", registrytest.ImageOptions{})
+	r := pushSimImage(t, "sglangd", registrytest.ImageOptions{})
 	ctx := context.Background()
 	opts := testOptions(t)
 	opts.Credentials = dockerConfigCreds(t, r)
 	opts.StopGrace = time.Second
 	logs := t.TempDir()
 	m1 := newManager(t, opts)
-	pullFake(t, m1, r)
+	pullSim(t, m1, r)
 	spec := func(session string, env map[string]string) ServerSpec {
 		return ServerSpec{SessionID: session, Image: r.ref, Model: "/m", Env: env, LogPath: filepath.Join(logs, session+".log")}
 	}
@@ -37,7 +37,7 @@ func TestReconcile_AfterAbruptStop(t *testing.T) {
 	if _, err := m1.Run(ctx, spec("gone", nil)); err != nil {
 		t.Fatal(err)
 	}
-	dead, err := m1.Start(ctx, spec("dead", map[string]string{"FAKE_EXIT_AFTER": "100ms"}))
+	dead, err := m1.Start(ctx, spec("dead", map[string]string{"SGLANG_SIM_LOAD_ERROR": "torch.OutOfMemoryError: CUDA out of memory"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,21 +108,21 @@ func TestReconcile_AfterAbruptStop(t *testing.T) {
 		t.Errorf("leaked containers: %v", left)
 	}
 	b, err := os.ReadFile(active.LogPath)
-	if err != nil || !strings.Contains(string(b), "server_args=") || !strings.Contains(string(b), "Received sigterm") {
+	if err != nil || !strings.Contains(string(b), "server_args=") || !strings.Contains(string(b), "Shutting down") {
 		t.Errorf("adopted server's log (rewritten from the start): %v\n%s", err, b)
 	}
 }
 
 func TestKeepWarm_ReuseBySpec(t *testing.T) {
 	t.Parallel()
-	r := pushFakeImage(t, "sglangd", registrytest.ImageOptions{})
+	r := pushSimImage(t, "sglangd", registrytest.ImageOptions{})
 	ctx := context.Background()
 	opts := testOptions(t)
 	opts.Credentials = dockerConfigCreds(t, r)
 	opts.KeepWarm = true
 	opts.StopGrace = time.Second
 	m := newManager(t, opts)
-	pullFake(t, m, r)
+	pullSim(t, m, r)
 	spec := ServerSpec{SessionID: "one", Image: r.ref, Model: "/m", ExtraArgs: []string{"--enable-metrics"},
 		SecretEnv: map[string]string{"HF_TOKEN": "a"}}
 	first, err := m.Acquire(ctx, spec)

@@ -168,7 +168,9 @@ func (m *Manager) create(ctx context.Context, name, session string, cfg *contain
 	}
 }
 
-// resolveURL reads the published port back from the engine.
+// resolveURL reads the published port back from the engine. A container
+// that already exited has no ports; it leaves URL empty and no error, so
+// that WaitReady reports the exit with its code and log.
 func (m *Manager) resolveURL(ctx context.Context, srv *Server, port int) error {
 	if m.opts.Network == NetworkHost {
 		srv.HostPort = port
@@ -178,6 +180,9 @@ func (m *Manager) resolveURL(ctx context.Context, srv *Server, port int) error {
 	ins, err := m.cli.ContainerInspect(ctx, srv.ID, client.ContainerInspectOptions{})
 	if err != nil {
 		return m.engineError("inspect container "+srv.Name, err)
+	}
+	if st := ins.Container.State; st != nil && !st.Running {
+		return nil
 	}
 	p := network.MustParsePort(strconv.Itoa(port) + "/tcp")
 	if ins.Container.NetworkSettings != nil {
@@ -286,7 +291,10 @@ func (m *Manager) WaitReady(ctx context.Context, srv *Server) error {
 				"loading big weights takes long: raise docker.ready_timeout, or read the server log at "+srv.LogPath)
 		case <-timer.C:
 		}
-		ok, status := m.probe(tctx, srv.URL)
+		ok, status := false, "no port (container not running)"
+		if srv.URL != "" {
+			ok, status = m.probe(tctx, srv.URL)
+		}
 		if ok {
 			m.metrics.starts.WithLabelValues("ready").Inc()
 			m.metrics.readySeconds.Observe(time.Since(start).Seconds())

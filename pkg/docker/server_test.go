@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,7 +30,7 @@ import (
 // error, reported clearly, and leaves nothing behind.
 func TestStart_GPURecipe(t *testing.T) {
 	t.Parallel()
-	r := pushFakeImage(t, "sglangd", registrytest.ImageOptions{})
+	r := pushSimImage(t, "sglangd", registrytest.ImageOptions{})
 	uuids := []string{"GPU-5a7c3e2b-0000-4000-8000-000000000001", "GPU-5a7c3e2b-0000-4000-8000-000000000002"}
 	tests := []struct {
 		name      string
@@ -58,7 +60,7 @@ func TestStart_GPURecipe(t *testing.T) {
 			opts.Ulimits = map[string]int64{"memlock": -1, "stack": 67108864}
 			opts.ShmSize = 32 << 30
 			m := newManager(t, opts)
-			pullFake(t, m, r)
+			pullSim(t, m, r)
 			ctx := context.Background()
 			cache, profile := t.TempDir(), t.TempDir()
 			spec := ServerSpec{
@@ -155,12 +157,12 @@ func TestStart_GPURecipe(t *testing.T) {
 
 func TestStart_MemlockRefusedIsExplained(t *testing.T) {
 	t.Parallel()
-	r := pushFakeImage(t, "sglangd", registrytest.ImageOptions{})
+	r := pushSimImage(t, "sglangd", registrytest.ImageOptions{})
 	opts := testOptions(t)
 	opts.Credentials = dockerConfigCreds(t, r)
 	opts.Ulimits = map[string]int64{"memlock": -1, "stack": 67108864}
 	m := newManager(t, opts)
-	pullFake(t, m, r)
+	pullSim(t, m, r)
 	srv, err := m.Start(context.Background(), ServerSpec{SessionID: "memlock", Image: r.ref, Model: "/m"})
 	if err == nil {
 		// An engine with CAP_SYS_RESOURCE runs it: nothing to explain.
@@ -182,25 +184,44 @@ func mustPort(t *testing.T, s string) network.Port {
 	return p
 }
 
+// serverInfo is the part of SGLang's /server_info (its ServerArgs) the
+// tests check.
 type serverInfo struct {
-	Args  []string          `json:"args"`
-	Flags map[string]string `json:"flags"`
-	Env   []string          `json:"env"`
+	ModelPath     string `json:"model_path"`
+	Host          string `json:"host"`
+	Port          int    `json:"port"`
+	EnableMetrics bool   `json:"enable_metrics"`
+}
+
+// post sends a JSON POST to the server and fails the test unless it
+// answers 200.
+func post(t *testing.T, url, body string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %s %s", url, resp.Status, b)
+	}
 }
 
 func TestRun_ReadyCallStop(t *testing.T) {
 	t.Parallel()
-	r := pushFakeImage(t, "sglangd", registrytest.ImageOptions{})
+	r := pushSimImage(t, "sglangd", registrytest.ImageOptions{})
 	opts := testOptions(t)
 	opts.Credentials = dockerConfigCreds(t, r)
 	m := newManager(t, opts)
-	pullFake(t, m, r)
+	pullSim(t, m, r)
 	ctx := context.Background()
 	logPath := filepath.Join(t.TempDir(), "logs", "server.log")
 	profile := t.TempDir()
 	srv, err := m.Run(ctx, ServerSpec{
 		SessionID: "ready-" + randHex(3), Image: r.ref, Model: "Qwen/Qwen2.5-7B-Instruct", ProfileDir: profile,
-		Env:     map[string]string{"FAKE_WARMUP": "1s"},
+		// Loading takes a while: the wait sees connections dropped first.
+		Env:     map[string]string{"SGLANG_SIM_LOAD_TIME": "300ms"},
 		LogPath: logPath, ExtraArgs: []string{"--enable-metrics"},
 	})
 	if err != nil {
@@ -220,11 +241,16 @@ func TestRun_ReadyCallStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Flags["--model-path"] != "Qwen/Qwen2.5-7B-Instruct" || info.Flags["--host"] != "0.0.0.0" || info.Flags["--enable-metrics"] != "true" {
-		t.Errorf("server saw flags %v", info.Flags)
+	if want := (serverInfo{ModelPath: "Qwen/Qwen2.5-7B-Instruct", Host: "0.0.0.0", Port: 30000, EnableMetrics: true}); info != want {
+		t.Errorf("server runs with %+v, want %+v", info, want)
 	}
-	if !slices.Contains(info.Env, "SGLANG_TORCH_PROFILER_DIR="+ContainerProfileDir) {
-		t.Errorf("server env %v lacks the profiler dir", info.Env)
+	// SGLANG_TORCH_PROFILER_DIR and the profile mount reach SGLang: a
+	// profiled request leaves its trace in the session's directory.
+	post(t, srv.URL+"/start_profile", "")
+	post(t, srv.URL+"/generate", `{"text":"Hello","sampling_params":{"max_new_tokens":4}}`)
+	post(t, srv.URL+"/stop_profile", "")
+	if traces, _ := filepath.Glob(filepath.Join(profile, "*-TP-0.trace.json.gz")); len(traces) != 1 {
+		t.Errorf("traces in the profile dir: %v, want one", traces)
 	}
 	if _, err := os.Stat(logPath + partialSuffix); err != nil {
 		t.Errorf("no live log at %s.partial: %v", logPath, err)
@@ -243,7 +269,8 @@ func TestRun_ReadyCallStop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("server log: %v", err)
 	}
-	for _, want := range []string{"fakesglang: stdout is captured too", "The server is fired up and ready to roll!", "Received sigterm"} {
+	// stdout (the NGC entrypoint's banner) and stderr (SGLang's logging).
+	for _, want := range []string{"== SGLang ==", "The server is fired up and ready to roll!", "Shutting down"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("server log lacks %q:\n%s", want, b)
 		}
@@ -259,47 +286,74 @@ func TestRun_ReadyCallStop(t *testing.T) {
 	}
 }
 
+// TestRun_ExitDuringStartup covers both ways SGLang dies before it is
+// ready: at once (argparse, before the port is even published) and while
+// sglangd polls /health (a CUDA OOM while loading).
 func TestRun_ExitDuringStartup(t *testing.T) {
 	t.Parallel()
-	r := pushFakeImage(t, "sglangd", registrytest.ImageOptions{})
-	opts := testOptions(t)
-	opts.Credentials = dockerConfigCreds(t, r)
-	opts.ReadyTimeout = time.Minute // the exit must end the wait, not the deadline
-	m := newManager(t, opts)
-	pullFake(t, m, r)
-	logPath := filepath.Join(t.TempDir(), "server.log")
-	start := time.Now()
-	_, err := m.Run(context.Background(), ServerSpec{
-		SessionID: "dies", Image: r.ref, Model: "/m", LogPath: logPath,
-		Env: map[string]string{"FAKE_EXIT_AFTER": "300ms", "FAKE_EXIT_CODE": "3"},
-	})
-	var ee *ExitError
-	if !errors.As(err, &ee) {
-		t.Fatalf("Run error %v (%T), want *ExitError", err, err)
+	r := pushSimImage(t, "sglangd", registrytest.ImageOptions{})
+	tests := []struct {
+		name  string
+		env   map[string]string
+		extra []string
+		code  int
+		want  []string
+	}{
+		{name: "bad extra argument", env: map[string]string{"SGLANG_SIM_STRICT_ARGS": "true"}, extra: []string{"--no-such-flag"},
+			code: 2, want: []string{"launch_server.py: error: unrecognized arguments: --no-such-flag"}},
+		// SGLang's kill_process_tree cannot SIGKILL a container's PID 1,
+		// which then exits 0: still a failure.
+		{name: "CUDA OOM while loading", env: map[string]string{"SGLANG_SIM_LOAD_TIME": "300ms", "SGLANG_SIM_CRASH_EXIT_CODE": "0",
+			"SGLANG_SIM_LOAD_ERROR": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB"},
+			code: 0, want: []string{"Scheduler hit an exception", "torch.OutOfMemoryError: CUDA out of memory"}},
 	}
-	if ee.ExitCode != 3 || !errdefs.IsFailedPrecondition(err) {
-		t.Errorf("exit code %d class failed-precondition=%v, want 3/true", ee.ExitCode, errdefs.IsFailedPrecondition(err))
-	}
-	if !strings.Contains(err.Error(), "exited with code 3") || !strings.Contains(err.Error(), "Scheduler hit an exception") {
-		t.Errorf("error lacks the exit code or the log tail:\n%v", err)
-	}
-	if !strings.Contains(HintOf(err), logPath) {
-		t.Errorf("hint %q does not point at the log", HintOf(err))
-	}
-	if d := time.Since(start); d > 30*time.Second {
-		t.Errorf("took %s: the exit should end the wait at once", d)
-	}
-	if left := instanceContainers(t, m.Client(), opts.Instance); len(left) != 0 {
-		t.Errorf("containers left: %v", left)
-	}
-	if b, err := os.ReadFile(logPath); err != nil || !strings.Contains(string(b), "exiting with code 3") {
-		t.Errorf("log file: %v\n%s", err, b)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := testOptions(t)
+			opts.Credentials = dockerConfigCreds(t, r)
+			opts.ReadyTimeout = time.Minute // the exit must end the wait, not the deadline
+			m := newManager(t, opts)
+			pullSim(t, m, r)
+			logPath := filepath.Join(t.TempDir(), "server.log")
+			start := time.Now()
+			_, err := m.Run(context.Background(), ServerSpec{
+				SessionID: "dies", Image: r.ref, Model: "/m", LogPath: logPath, Env: tt.env, ExtraArgs: tt.extra})
+			var ee *ExitError
+			if !errors.As(err, &ee) {
+				t.Fatalf("Run error %v (%T), want *ExitError", err, err)
+			}
+			if ee.ExitCode != tt.code || !errdefs.IsFailedPrecondition(err) {
+				t.Errorf("exit code %d class failed-precondition=%v, want %d/true", ee.ExitCode, errdefs.IsFailedPrecondition(err), tt.code)
+			}
+			if !strings.Contains(err.Error(), fmt.Sprintf("exited with code %d", tt.code)) {
+				t.Errorf("error lacks the exit code:\n%v", err)
+			}
+			b, rerr := os.ReadFile(logPath)
+			if rerr != nil {
+				t.Errorf("log file: %v", rerr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) || !strings.Contains(string(b), w) {
+					t.Errorf("error or log file lacks %q:\n%v\nlog:\n%s", w, err, b)
+				}
+			}
+			if !strings.Contains(HintOf(err), logPath) {
+				t.Errorf("hint %q does not point at the log", HintOf(err))
+			}
+			if d := time.Since(start); d > 30*time.Second {
+				t.Errorf("took %s: the exit should end the wait at once", d)
+			}
+			if left := instanceContainers(t, m.Client(), opts.Instance); len(left) != 0 {
+				t.Errorf("containers left: %v", left)
+			}
+		})
 	}
 }
 
 func TestRun_ReadyTimeoutQuotesTheLog(t *testing.T) {
 	t.Parallel()
-	r := pushFakeImage(t, "sglangd", registrytest.ImageOptions{})
+	r := pushSimImage(t, "sglangd", registrytest.ImageOptions{})
 	opts := testOptions(t)
 	opts.Credentials = dockerConfigCreds(t, r)
 	// Long enough for the container to print its first lines on a loaded
@@ -307,15 +361,49 @@ func TestRun_ReadyTimeoutQuotesTheLog(t *testing.T) {
 	opts.ReadyTimeout = 5 * time.Second
 	opts.StopGrace = time.Second
 	m := newManager(t, opts)
-	pullFake(t, m, r)
+	pullSim(t, m, r)
+	// An hour per batch: the warm-up request hangs as on an NCCL deadlock,
+	// with the HTTP server up and /health answering 503.
 	_, err := m.Run(context.Background(), ServerSpec{SessionID: "slow", Image: r.ref, Model: "/m",
-		Env: map[string]string{"FAKE_WARMUP": "1h"}})
+		Env: map[string]string{"SGLANG_SIM_DECODE_STEP_TIME": "1h"}})
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "not ready after 5s (last /health: 503") ||
 		!strings.Contains(err.Error(), "server_args=") {
 		t.Fatalf("error %v: want a deadline error naming the last /health status and the log tail", err)
 	}
 	if !strings.Contains(HintOf(err), "docker.ready_timeout") {
 		t.Errorf("hint %q does not name docker.ready_timeout", HintOf(err))
+	}
+	if left := instanceContainers(t, m.Client(), opts.Instance); len(left) != 0 {
+		t.Errorf("containers left: %v", left)
+	}
+}
+
+// TestStop_KillsAfterGrace stops a server that ignores SIGTERM, as one
+// whose scheduler hangs does: the engine kills it when the grace period
+// ends, and its log is still saved.
+func TestStop_KillsAfterGrace(t *testing.T) {
+	t.Parallel()
+	r := pushSimImage(t, "sglangd", registrytest.ImageOptions{})
+	opts := testOptions(t)
+	opts.Credentials = dockerConfigCreds(t, r)
+	opts.StopGrace = time.Second
+	m := newManager(t, opts)
+	pullSim(t, m, r)
+	ctx := context.Background()
+	logPath := filepath.Join(t.TempDir(), "server.log")
+	srv, err := m.Run(ctx, ServerSpec{SessionID: "hung", Image: r.ref, Model: "/m", LogPath: logPath,
+		Env: map[string]string{"SGLANG_SIM_IGNORE_SIGTERM": "true"}})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := m.Stop(ctx, srv); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if code, exited := srv.ExitCode(); !exited || code != 137 {
+		t.Errorf("exit = %d, %v; want 137 (SIGKILL after the grace period)", code, exited)
+	}
+	if b, err := os.ReadFile(logPath); err != nil || !strings.Contains(string(b), "Received SIGTERM; ignored") {
+		t.Errorf("log: %v\n%s", err, b)
 	}
 	if left := instanceContainers(t, m.Client(), opts.Instance); len(left) != 0 {
 		t.Errorf("containers left: %v", left)

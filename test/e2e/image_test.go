@@ -11,6 +11,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/sglangd/sglangd/internal/sglangsim/simimage"
 	"github.com/sglangd/sglangd/internal/testutil/registrytest"
 	"github.com/sglangd/sglangd/pkg/api"
 	"github.com/sglangd/sglangd/pkg/docker"
@@ -36,15 +37,15 @@ func dockerOrSkip(t *testing.T) *client.Client {
 	return cli
 }
 
-// fakeImage pushes the fake server image to a loopback registry with basic
-// auth, points DOCKER_CONFIG (read by the daemon started afterwards) at
-// credentials for it, and removes the pulled image at the end.
-func fakeImage(t *testing.T, cli *client.Client) string {
+// simImage pushes the SGLang simulator image to a loopback registry with
+// basic auth as 127.0.0.1:PORT/nvidia/sglang:26.01-py3 (with a random
+// payload layer, so the pull shows progress), points DOCKER_CONFIG (read by
+// the daemon started afterwards) at credentials for it, and removes the
+// pulled image at the end.
+func simImage(t *testing.T, cli *client.Client) string {
 	t.Helper()
 	reg := registrytest.Start(t, "sglangd", "e2e-secret")
-	ref := reg.Ref("e2e/sglang-" + randSuffix() + ":26.01-py3")
-	reg.Push(t, ref, registrytest.FakeServerImage(t, registrytest.ImageOptions{PayloadBytes: 1 << 20,
-		Labels: map[string]string{"com.nvidia.cuda.version": "13.0.2"}}))
+	ref := reg.PushSim(t, registrytest.ImageOptions{PayloadBytes: 1 << 20})
 	t.Setenv("DOCKER_CONFIG", registrytest.DockerConfig(t, reg.Host, reg.User, reg.Password))
 	t.Cleanup(func() {
 		_, _ = cli.ImageRemove(context.Background(), ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
@@ -65,7 +66,7 @@ func writeConfig(t *testing.T, dir, body string) string {
 
 func TestImagePullThroughDaemon(t *testing.T) {
 	cli := dockerOrSkip(t)
-	ref := fakeImage(t, cli)
+	ref := simImage(t, cli)
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, "version: 1\ndocker:\n  image: "+ref+"\n")
 	d := startDaemon(t, dir, "--config", cfg)
@@ -79,7 +80,7 @@ func TestImagePullThroughDaemon(t *testing.T) {
 	if !strings.Contains(stderr, ": Pull complete") || !strings.Contains(stderr, "Downloading") || !strings.Contains(stderr, "Digest: sha256:") {
 		t.Errorf("progress lines:\n%s", stderr)
 	}
-	if !strings.Contains(out, ref) || !strings.Contains(out, "13.0.2") || !strings.Contains(out, "docker_config") {
+	if !strings.Contains(out, ref) || !strings.Contains(out, simimage.DefaultCUDAVersion) || !strings.Contains(out, "docker_config") {
 		t.Errorf("result table:\n%s", out)
 	}
 
@@ -91,7 +92,7 @@ func TestImagePullThroughDaemon(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &img); err != nil {
 		t.Fatalf("image pull -o json: %v\n%s", err, out)
 	}
-	if img.Pulled || !strings.HasPrefix(img.Digest, "sha256:") || img.CUDAVersion != "13.0.2" {
+	if img.Pulled || !strings.HasPrefix(img.Digest, "sha256:") || img.CUDAVersion != simimage.DefaultCUDAVersion {
 		t.Errorf("if-missing on a present image: %+v", img)
 	}
 
@@ -129,7 +130,7 @@ func TestImagePullThroughDaemon(t *testing.T) {
 // stopped, its log saved, and removed.
 func TestDaemonKilledWithServerRunning(t *testing.T) {
 	cli := dockerOrSkip(t)
-	ref := fakeImage(t, cli)
+	ref := simImage(t, cli)
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, "version: 1\ndocker:\n  image: "+ref+"\n  stop_grace: 2s\n")
 	d := startDaemon(t, dir, "--config", cfg)

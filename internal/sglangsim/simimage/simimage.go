@@ -161,9 +161,10 @@ func Build(ctx context.Context, opts Options) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Compressed once: a test pushes or loads the same ~9 MB binary many times.
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
+	}, tarball.WithCompressedCaching)
 	if err != nil {
 		return nil, fmt.Errorf("simulator image layer: %w", err)
 	}

@@ -1,45 +1,42 @@
 // Package registrytest runs an OCI registry on loopback behind HTTP basic
-// auth and assembles small runnable images to push to it, so tests can make
-// the real Docker engine pull without leaving 127.0.0.0/8. Docker treats
+// auth and pushes the SGLang simulator image to it as the NGC image's path,
+// 127.0.0.1:PORT/nvidia/sglang:26.01-py3, so tests make the real Docker
+// engine pull and run it without leaving 127.0.0.0/8. Docker treats
 // 127.0.0.0/8 as an insecure registry range, so plain HTTP works.
 //
-// The registry is go-containerregistry's in-process one; the images are built
-// in Go (no Docker build, no base image): a static fakesglang binary
-// installed as /usr/bin/python3, so the container's command line is exactly
+// The registry is go-containerregistry's in-process one; the image is
+// internal/sglangsim/simimage's (no Docker build, no base image), whose
+// python3 runs sglang-sim, so a container's command line is exactly
 // sglangd's `python3 -m sglang.launch_server ...`.
 package registrytest
 
 import (
-	"archive/tar"
-	"bytes"
-	"crypto/rand"
+	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/sglangd/sglangd/internal/sglangsim"
+	"github.com/sglangd/sglangd/internal/sglangsim/simimage"
 	"github.com/sglangd/sglangd/internal/testutil"
 )
 
@@ -97,153 +94,73 @@ func (r *Registry) Denied() int64 { return r.denied.Load() }
 // Push uploads img as ref with the registry's credentials.
 func (r *Registry) Push(tb testing.TB, ref string, img v1.Image) {
 	tb.Helper()
-	tag, err := name.ParseReference(ref)
-	if err != nil {
-		tb.Fatalf("parse %s: %v", ref, err)
-	}
-	if err := remote.Write(tag, img, remote.WithAuth(&authn.Basic{Username: r.User, Password: r.Password})); err != nil {
-		tb.Fatalf("push %s: %v", ref, err)
+	if err := simimage.Push(context.Background(), img, ref, remote.WithAuth(&authn.Basic{Username: r.User, Password: r.Password})); err != nil {
+		tb.Fatal(err)
 	}
 }
 
 // ImageOptions shape a test image.
 type ImageOptions struct {
-	// PayloadBytes adds a layer of that many random bytes, unique to this
+	// PayloadBytes appends a layer of that many random bytes, unique to this
 	// image, so a pull has a layer that downloads with progress.
 	PayloadBytes int
-	Labels       map[string]string
-	// Env is added to the image config after PATH.
-	Env []string
+	// Labels are added to, or replace, the simulator image's labels.
+	Labels map[string]string
 }
 
-// FakeServerImage returns an image whose /usr/bin/python3 is fakesglang.
-func FakeServerImage(tb testing.TB, o ImageOptions) v1.Image {
+var (
+	simOnce sync.Once
+	simBase v1.Image
+	simErr  error
+)
+
+// SimImage returns the SGLang simulator image (simimage.Build) with
+// sglangsim.TestEnv's millisecond timings in its environment, so that its
+// containers get ready at once; a container's own SGLANG_SIM_* variables
+// override them. The simulator is built and its layer compressed once per
+// test process; o only adds a payload layer and labels.
+func SimImage(tb testing.TB, o ImageOptions) v1.Image {
 	tb.Helper()
-	layers := []v1.Layer{binaryLayer(tb)}
+	// -ldflags=-s (which implies -w) halves the layer every test pushes and pulls.
+	bin := testutil.BuildBinary(tb, "./cmd/sglang-sim", "CGO_ENABLED=0", "GOOS=linux", "GOFLAGS=-trimpath -ldflags=-s")
+	simOnce.Do(func() {
+		simBase, simErr = simimage.Build(context.Background(), simimage.Options{Binary: bin, Env: sglangsim.TestEnv()})
+	})
+	if simErr != nil {
+		tb.Fatalf("simulator image: %v", simErr)
+	}
+	img := simBase
 	if o.PayloadBytes > 0 {
-		payload := make([]byte, o.PayloadBytes)
-		_, _ = rand.Read(payload)
-		layers = append(layers, layer(tb, []file{
-			{name: "opt/", dir: true, mode: 0o755},
-			{name: "opt/payload.bin", body: payload, mode: 0o644},
-		}))
+		payload, err := random.Layer(int64(o.PayloadBytes), types.DockerLayer)
+		if err != nil {
+			tb.Fatalf("payload layer: %v", err)
+		}
+		if img, err = mutate.AppendLayers(img, payload); err != nil {
+			tb.Fatalf("append payload layer: %v", err)
+		}
 	}
-	img, err := mutate.AppendLayers(empty.Image, layers...)
-	if err != nil {
-		tb.Fatalf("append layers: %v", err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		tb.Fatalf("config file: %v", err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Created = v1.Time{Time: time.Now().UTC().Truncate(time.Second)}
-	cf.Config.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, o.Env...)
-	cf.Config.Labels = o.Labels
-	cf.Config.WorkingDir = "/"
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		tb.Fatalf("set config: %v", err)
+	if len(o.Labels) > 0 {
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			tb.Fatalf("image config: %v", err)
+		}
+		c := cfg.Config
+		c.Labels = maps.Clone(c.Labels)
+		maps.Copy(c.Labels, o.Labels)
+		if img, err = mutate.Config(img, c); err != nil {
+			tb.Fatalf("set labels: %v", err)
+		}
 	}
 	return img
 }
 
-type file struct {
-	name string
-	body []byte
-	mode int64
-	dir  bool
-}
-
-// layer writes a gzip layer by hand: crane.Layer would store mode 0, and a
-// non-executable python3 makes the container fail with "permission denied".
-func layer(tb testing.TB, files []file) v1.Layer {
+// PushSim pushes SimImage(o) as the NGC image's path in this registry,
+// 127.0.0.1:PORT/nvidia/sglang:26.01-py3, and returns that reference.
+func (r *Registry) PushSim(tb testing.TB, o ImageOptions) string {
 	tb.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range files {
-		h := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), Typeflag: tar.TypeReg,
-			ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
-		if f.dir {
-			h.Typeflag, h.Size = tar.TypeDir, 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			tb.Fatalf("tar header %s: %v", f.name, err)
-		}
-		if _, err := tw.Write(f.body); err != nil {
-			tb.Fatalf("tar body %s: %v", f.name, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		tb.Fatalf("tar close: %v", err)
-	}
-	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
-		tarball.WithCompressedCaching)
-	if err != nil {
-		tb.Fatalf("layer: %v", err)
-	}
-	return l
-}
-
-var (
-	binOnce sync.Once
-	binData []byte
-	binErr  error
-
-	layerOnce sync.Once
-	binLayer  v1.Layer
-)
-
-// binaryLayer is the fakesglang layer, built and compressed once per test
-// process (every image shares it; only payload layers differ).
-func binaryLayer(tb testing.TB) v1.Layer {
-	tb.Helper()
-	bin := fakeServerBinary(tb)
-	layerOnce.Do(func() {
-		binLayer = layer(tb, []file{
-			{name: "usr/", dir: true, mode: 0o755},
-			{name: "usr/bin/", dir: true, mode: 0o755},
-			{name: "usr/bin/python3", body: bin, mode: 0o755},
-			{name: "tmp/", dir: true, mode: 0o1777},
-		})
-	})
-	return binLayer
-}
-
-// fakeServerBinary builds fakesglang once per test process, statically
-// (CGO_ENABLED=0: a scratch image has no libc), and keeps it in memory.
-func fakeServerBinary(tb testing.TB) []byte {
-	tb.Helper()
-	root := testutil.RepoRoot(tb)
-	binOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			binErr = fmt.Errorf("go toolchain not on PATH: %w", err)
-			return
-		}
-		dir, err := os.MkdirTemp("", "fakesglang-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "python3")
-		cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w", "-o", out,
-			"github.com/sglangd/sglangd/internal/testutil/registrytest/fakesglang")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build fakesglang: %v\n%s", err, b)
-			return
-		}
-		binData, binErr = os.ReadFile(out)
-	})
-	if binErr != nil {
-		tb.Fatal(binErr)
-	}
-	return binData
+	ref := simimage.NGCReference(r.Host)
+	r.Push(tb, ref, SimImage(tb, o))
+	return ref
 }
 
 // DockerConfig writes a Docker client config directory whose auths entry
