@@ -32,7 +32,9 @@ type familyRule struct {
 // familyRules are tried in order on the lower-cased kernel name; the first
 // match wins, so specific families come before the generic ones whose
 // substrings they may contain (an "add_rmsnorm_quant" kernel is a norm, a
-// "multimem_all_reduce" one communication, not elementwise).
+// "multimem_all_reduce" one communication, not elementwise). Attention
+// matches FlashAttention's names, not "flash": FlashInfer prefixes all its
+// kernels (norms, activations, sampling) with "flashinfer::".
 var familyRules = []familyRule{
 	{FamilyComm, []string{"nccl", "rccl", "hccl", "mscclpp", "cross_device_reduce", "all_reduce", "allreduce",
 		"all_gather", "allgather", "reduce_scatter", "reducescatter", "alltoall", "all_to_all", "multimem_",
@@ -41,7 +43,7 @@ var familyRules = []familyRule{
 	{FamilyMemset, []string{"memset"}},
 	{FamilyKVCache, []string{"store_kvcache", "reshape_and_cache", "set_kv_buffer", "kv_buffer", "store_kv",
 		"write_kv", "copy_to_kv", "save_kv", "concat_and_cache"}},
-	{FamilyAttention, []string{"attention", "attn", "flash", "fmha", "sdpa", "mha_", "_mha", "mla_", "_mla",
+	{FamilyAttention, []string{"attention", "attn", "flash::", "flash_fwd", "flash_bwd", "flash_fprop", "flashattn", "fmha", "sdpa", "mha_", "_mha", "mla_", "_mla",
 		"batchprefill", "batchdecode", "prefillwithkvcache", "decodewithkvcache", "paged_attention", "xqa",
 		"merge_state", "_fwd_kernel", "unified_attention"}},
 	{FamilyMoE, []string{"moe", "expert", "fused_experts", "topk_softmax", "grouped_topk", "routing"}},

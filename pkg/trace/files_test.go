@@ -123,6 +123,11 @@ func TestClassify(t *testing.T) {
 		"void at::native::reduce_kernel<512, 1, at::native::ReduceOp<c10::BFloat16, at::native::ArgMaxOps<float>>>": FamilySampling,
 		"void vllm::scaled_fp8_quant_kernel_strided<c10::BFloat16, c10::Float8_e4m3fn>":                             FamilyQuantization,
 		"void at::native::vectorized_elementwise_kernel<8, at::native::FillFunctor<c10::BFloat16>>":                 FamilyElementwise,
+		"void flashinfer::norm::FusedAddRMSNormKernel<8u, __nv_bfloat16>(__nv_bfloat16*)":                           FamilyNorm,
+		"void flashinfer::activation::act_and_mul_kernel<__nv_bfloat16, &silu>(__nv_bfloat16*)":                     FamilyActivation,
+		"void flashinfer::BatchPrefillWithPagedKVCacheKernel<KernelTraits>(Params)":                                 FamilyAttention,
+		"void flashinfer::sampling::TopKTopPSamplingFromProbKernel<1024u, (cub::BlockScanAlgorithm)2>":              FamilySampling,
+		"void cutlass::device_kernel<flash::enable_sm90_or_later<flash::FlashAttnFwdSm90<Ktraits>>>(Params)":        FamilyAttention,
 		"memcpy32_post":      FamilyMemcpy,
 		"some_custom_kernel": FamilyOther,
 	}

@@ -75,7 +75,9 @@ func startDaemon(t *testing.T, dir string, args ...string) *daemonProc {
 	d.cmd = exec.Command(bin, append([]string{"--data-dir", filepath.Join(dir, "data"), "--socket", sock}, args...)...)
 	// gpu.mode none: these tests run on hosts without an NVIDIA driver,
 	// where the doctor's GPU check would fail (cmd/sglangd tests cover it).
-	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "SGLANGD_CONFIG=", "WATCHDOG_USEC=400000", "SGLANGD_GPU_MODE=none")
+	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notifyPath, "SGLANGD_CONFIG=", "WATCHDOG_USEC=400000", "SGLANGD_GPU_MODE=none",
+		// Tests never leave loopback: the doctor probes the HF endpoint.
+		"HF_ENDPOINT=http://127.0.0.1:9")
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	start := time.Now()
 	if err := d.cmd.Start(); err != nil {
