@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/docker/go-units"
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 	"github.com/vbauerster/mpb/v8"
@@ -128,7 +129,7 @@ func printImages(w io.Writer, imgs []api.Image, pulled bool) error {
 	}
 	fmt.Fprintln(w, head)
 	for _, i := range imgs {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s", i.Ref, dash(i.Digest), shortDigest(i.ID), humanSize(i.Size),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s", i.Ref, dash(i.Digest), shortDigest(i.ID), units.HumanSizeWithPrecision(float64(i.Size), 3),
 			dash(i.CUDAVersion), dash(i.SGLangVersion), dash(i.Created))
 		if pulled {
 			fmt.Fprintf(w, "\t%t\t%s", i.Pulled, dash(i.CredentialSource))
@@ -151,19 +152,6 @@ func shortDigest(d string) string {
 		return d[:12]
 	}
 	return dash(d)
-}
-
-func humanSize(n int64) string {
-	const unit = 1000 // Docker shows image sizes in SI units
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }
 
 // hasTerminalWidth reports whether f is a terminal with a known width,
@@ -304,7 +292,7 @@ func (d *lineDisplay) event(ev api.ImagePullEvent) {
 	}
 	d.status[ev.Layer], d.quarter[ev.Layer] = ev.Status, q
 	if ev.Total > 0 {
-		fmt.Fprintf(d.w, "%s: %s %s / %s\n", ev.Layer, ev.Status, humanSize(ev.Current), humanSize(ev.Total))
+		fmt.Fprintf(d.w, "%s: %s %s / %s\n", ev.Layer, ev.Status, units.HumanSizeWithPrecision(float64(ev.Current), 3), units.HumanSizeWithPrecision(float64(ev.Total), 3))
 		return
 	}
 	fmt.Fprintf(d.w, "%s: %s\n", ev.Layer, ev.Status)

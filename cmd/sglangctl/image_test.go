@@ -28,8 +28,8 @@ func TestLineDisplay(t *testing.T) {
 	d.finish(true)
 	want := `Pulling from nvidia/sglang
 aaa: Pulling fs layer
-aaa: Downloading 1 B / 1.0 kB
-aaa: Downloading 600 B / 1.0 kB
+aaa: Downloading 1B / 1kB
+aaa: Downloading 600B / 1kB
 aaa: Download complete
 aaa: Pull complete
 bbb: Already exists
@@ -45,7 +45,7 @@ func TestPrintImages(t *testing.T) {
 	_ = printImages(&buf, []api.Image{{Ref: "nvcr.io/nvidia/sglang:26.01-py3", ID: "sha256:0123456789abcdef", Size: 17_300_000_000,
 		CUDAVersion: "13.0.2", Pulled: true, CredentialSource: "ngc_api_key"}}, true)
 	out := buf.String()
-	for _, want := range []string{"nvcr.io/nvidia/sglang:26.01-py3", "0123456789ab\t", "17.3 GB", "13.0.2", "true", "ngc_api_key"} {
+	for _, want := range []string{"nvcr.io/nvidia/sglang:26.01-py3", "0123456789ab\t", "17.3GB", "13.0.2", "true", "ngc_api_key"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"golang.org/x/sys/unix"
 
 	"github.com/sglangd/sglangd/pkg/api"
@@ -69,7 +70,7 @@ func (d *daemon) checkDataDir(context.Context) api.Check {
 		return api.Check{Status: api.CheckWarn, Message: fmt.Sprintf("%s: cannot read free space: %v", dir, err)}
 	}
 	free := fs.Bavail * uint64(fs.Bsize)
-	res := api.Check{Status: api.CheckOK, Message: fmt.Sprintf("%s writable, %s free", dir, humanBytes(free)),
+	res := api.Check{Status: api.CheckOK, Message: fmt.Sprintf("%s writable, %s free", dir, humanize.IBytes(free)),
 		Details: map[string]string{"path": dir, "free_bytes": fmt.Sprint(free)}}
 	switch {
 	case free < dataDirFailBytes:
@@ -78,17 +79,4 @@ func (d *daemon) checkDataDir(context.Context) api.Check {
 		res.Status, res.Hint = api.CheckWarn, "less than 50 GiB free: a 7B model and a few nights of traces may not fit"
 	}
 	return res
-}
-
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

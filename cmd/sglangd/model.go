@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -199,13 +200,13 @@ func (d *daemon) checkModelCache(ctx context.Context) api.Check {
 			Hint: "give the sglangd user ownership of model.cache_dir (default <data_dir>/hf/hub)", Details: details}
 	}
 	c := api.Check{Status: api.CheckOK, Details: details,
-		Message: fmt.Sprintf("%s writable, %s free; %s reachable", res.CacheDir, humanBytes(uint64(res.FreeBytes)), res.Endpoint)}
+		Message: fmt.Sprintf("%s writable, %s free; %s reachable", res.CacheDir, humanize.IBytes(uint64(res.FreeBytes)), res.Endpoint)}
 	switch {
 	case res.FreeBytes < modelCacheFailBytes:
 		c.Status, c.Hint = api.CheckFail, "free space in model.cache_dir: model weights need tens of GB"
 	case res.EndpointErr != nil:
 		c.Status = api.CheckWarn
-		c.Message = fmt.Sprintf("%s writable, %s free; %s unreachable: %v", res.CacheDir, humanBytes(uint64(res.FreeBytes)), res.Endpoint, res.EndpointErr)
+		c.Message = fmt.Sprintf("%s writable, %s free; %s unreachable: %v", res.CacheDir, humanize.IBytes(uint64(res.FreeBytes)), res.Endpoint, res.EndpointErr)
 		c.Hint = "check the network and proxy, or set model.endpoint / HF_ENDPOINT to a reachable mirror (cached models still work)"
 	case res.FreeBytes < modelCacheWarnBytes:
 		c.Status, c.Hint = api.CheckWarn, "less than 50 GiB free in model.cache_dir: a 7B model needs ~15 GiB, a 70B one ~140 GiB"

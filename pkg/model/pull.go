@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/dustin/go-humanize"
 	"github.com/gofrs/flock"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -364,7 +365,7 @@ func (r *pullRun) checkSpace(need int64) error {
 	margin := min(need/100+(64<<20), 1<<30)
 	if free < need+margin {
 		return withClass(fmt.Errorf("pull %s@%s: %w: need %s more in %s, %s free", r.repo, r.commit, ErrNoSpace,
-			human(need+margin), r.opts.CacheDir, human(free)), errdefs.ErrResourceExhausted,
+			humanize.IBytes(uint64(need+margin)), r.opts.CacheDir, humanize.IBytes(uint64(free))), errdefs.ErrResourceExhausted,
 			"free space in the model cache, point model.cache_dir at a larger disk, or narrow --include")
 	}
 	return nil
@@ -451,19 +452,6 @@ func (c *Cache) offlineSnapshot(repo, commit string, filt *filter) *Snapshot {
 		return nil
 	}
 	return s
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // snapshotFiles walks a snapshot directory and returns its files,
