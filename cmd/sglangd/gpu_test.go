@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -155,32 +153,7 @@ func TestDaemon_StartsWithoutDriver(t *testing.T) {
 		_ = l.Close()
 		t.Skip("libnvidia-ml.so.1 loads on this machine; this test needs one without the NVIDIA driver")
 	}
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.API.Socket = filepath.Join(dir, "s.sock")
-	cfg.API.SocketGroup = ""
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runDaemon(ctx, cfg, "", flags{}, io.Discard) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon stopped with %v", err)
-		}
-	}()
-
-	c, _ := api.NewClient("unix://" + cfg.API.Socket)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if h, err := c.Ready(ctx); err == nil && h.Status == "ready" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("daemon not ready within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c, ctx := startInProcess(t, testConfig(t))
 	_, err := c.GPUs(ctx, "")
 	var ae *api.Error
 	want := "NVIDIA driver not found (libnvidia-ml.so.1): libnvidia-ml.so.1: cannot open shared object file: No such file or directory"

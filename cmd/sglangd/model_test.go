@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +20,6 @@ import (
 	"github.com/sglangd/sglangd/internal/hubtest"
 	"github.com/sglangd/sglangd/internal/testutil"
 	"github.com/sglangd/sglangd/pkg/api"
-	"github.com/sglangd/sglangd/pkg/config"
 )
 
 // daemonProc is a real sglangd process.
@@ -294,38 +292,18 @@ func TestModelPull_detachAndJoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(srv.Close) // after the daemon stops
 	const repo = "acme/join-test"
 	commit, err := srv.AddRepo(hubtest.Repo{ID: repo, Files: files})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.API.Socket = filepath.Join(dir, "s.sock")
+	cfg := testConfig(t)
 	cfg.GPU.Mode = "none"
 	cfg.Model.Endpoint = srv.URL
 	cfg.Model.PartSize = 1 << 20
 	cfg.Model.ConnectionsPerFile = 2
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runDaemon(ctx, cfg, "", flags{}, io.Discard) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon stopped with %v", err)
-		}
-	}()
-	c, _ := api.NewClient("unix://" + cfg.API.Socket)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if h, err := c.Ready(ctx); err == nil && h.Status == "ready" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("daemon not ready within 10s")
-		}
-	}
+	c, ctx := startInProcess(t, cfg)
 
 	// The first client leaves as soon as bytes flow.
 	first, leave := context.WithCancel(ctx)

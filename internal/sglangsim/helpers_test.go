@@ -1,7 +1,6 @@
 package sglangsim
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -16,30 +15,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sglangd/sglangd/internal/testutil"
 )
-
-// syncBuffer collects log output from the server goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type testSim struct {
 	*Server
 	t   *testing.T
-	log *syncBuffer
+	log *testutil.SyncBuffer
 	dir string
 }
 
@@ -52,7 +35,7 @@ func startSim(t *testing.T, mutate func(*Config)) *testSim {
 	a := DefaultServerArgs()
 	a.ModelPath = "Qwen/Qwen3-8B"
 	a.Port = 0
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	dir := t.TempDir()
 	cfg := Config{Args: a, Sim: fastSim(), Log: logs, Env: map[string]string{
 		"SGLANG_TORCH_PROFILER_DIR":   filepath.Join(dir, "traces"),
@@ -251,7 +234,7 @@ func (d traceDoc) steps() []string {
 	return names
 }
 
-func waitLog(t *testing.T, logs *syncBuffer, substr string) {
+func waitLog(t *testing.T, logs *testutil.SyncBuffer, substr string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {

@@ -1,6 +1,8 @@
 package sglangsim
 
 import (
+	"github.com/sglangd/sglangd/internal/testutil"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -53,7 +55,7 @@ func TestMain_ServesAsPython3(t *testing.T) {
 	port := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	code := make(chan int, 1)
 	go func() {
 		code <- Main(ctx, []string{"python3", "-m", "sglang.launch_server", "--model-path", "Qwen/Qwen3-8B", "--host", "127.0.0.1",
@@ -124,7 +126,7 @@ func TestMain_IgnoreSIGTERM(t *testing.T) {
 	port := freePort(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMain$", "--", "--model-path", "m", "--host", "127.0.0.1", "--port", fmt.Sprint(port), "--sim-ignore-sigterm")
 	cmd.Env = append(append(os.Environ(), "SGLANGSIM_HELPER_MAIN=1"), TestEnv()...)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -187,7 +189,7 @@ func healthOK(url string) bool {
 }
 
 // waitFor polls cond until it holds, failing the test after 20 s.
-func waitFor(t *testing.T, logs *syncBuffer, what string, cond func() bool) {
+func waitFor(t *testing.T, logs *testutil.SyncBuffer, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -1,6 +1,8 @@
 package sglangsim
 
 import (
+	"github.com/sglangd/sglangd/internal/testutil"
+
 	"context"
 	"errors"
 	"fmt"
@@ -487,7 +489,7 @@ func TestFault_StartupErrors(t *testing.T) {
 			t.Parallel()
 			a := DefaultServerArgs()
 			a.ModelPath, a.Port, a.TPSize = "m", 0, 2
-			logs := &syncBuffer{}
+			logs := &testutil.SyncBuffer{}
 			sim := fastSim()
 			tc.fault(&sim)
 			s, err := Start(context.Background(), Config{Args: a, Sim: sim, Log: logs})

@@ -1,6 +1,8 @@
 package sglangsim
 
 import (
+	"github.com/sglangd/sglangd/internal/testutil"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -272,7 +274,7 @@ func TestHealth_503DuringWarmup(t *testing.T) {
 	a := DefaultServerArgs()
 	a.ModelPath = "m"
 	a.Port = 0
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	sim := fastSim()
 	sim.LoadTime = 50 * time.Millisecond
 	sim.DecodeStepTime = 60 * time.Millisecond // warm-up: 8 batches ~ 0.5 s

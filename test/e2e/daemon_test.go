@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,27 +25,10 @@ import (
 type daemonProc struct {
 	cmd     *exec.Cmd
 	sock    string
-	log     *syncBuffer
+	log     *testutil.SyncBuffer
 	notify  chan string
 	readyIn time.Duration
 	done    chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startDaemon runs sglangd with a systemd-style NOTIFY_SOCKET and waits for
@@ -60,7 +42,7 @@ func startDaemon(t *testing.T, dir string, args ...string) *daemonProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemonProc{sock: sock, log: &syncBuffer{}, notify: make(chan string, 32), done: make(chan error, 1)}
+	d := &daemonProc{sock: sock, log: &testutil.SyncBuffer{}, notify: make(chan string, 32), done: make(chan error, 1)}
 	go func() {
 		buf := make([]byte, 4096)
 		for {
