@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/klauspost/pgzip"
+
 	"github.com/sglangd/sglangd/pkg/trace"
 )
 

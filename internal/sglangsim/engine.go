@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/containerd/errdefs"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/containerd/errdefs"
 )
 
 // request is one generation request inside a scheduler.
