@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/containerd/errdefs"
+	"github.com/google/renameio/v2"
 	"go.uber.org/zap"
 )
 
@@ -305,23 +305,17 @@ func (m *Manager) TelemetryToFile(ctx context.Context, path string, opts Telemet
 	if opts.Format == "" {
 		opts.Format = FormatForPath(path)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	f, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644), renameio.WithTempDir(filepath.Dir(path)))
 	if err != nil {
 		return TelemetrySummary{}, fmt.Errorf("telemetry file %s: %w", path, err)
 	}
+	defer func() { _ = f.Cleanup() }() // a no-op once replaced
 	opts.Writer = f
 	sum, err := m.Telemetry(ctx, opts)
 	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = f.CloseAtomicallyReplace()
 	}
 	if err != nil {
-		_ = os.Remove(f.Name())
 		return sum, fmt.Errorf("telemetry file %s: %w", path, err)
 	}
 	return sum, nil

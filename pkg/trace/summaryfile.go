@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/containerd/errdefs"
+	"github.com/google/renameio/v2"
 )
 
 // WriteSummaryFile writes s as indented JSON (summary.json) atomically: a
@@ -17,25 +17,7 @@ func WriteSummaryFile(path string, s *Summary) error {
 	if err != nil {
 		return fmt.Errorf("encode summary: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write summary %s: %w", path, err)
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
+	if err := renameio.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write summary %s: %w", path, err)
 	}
 	return nil
