@@ -205,10 +205,12 @@ func newMergePlan(ctx context.Context, files []RankFile, conc int) (*mergePlan, 
 		return nil, err
 	}
 	p := &mergePlan{files: files, headers: make([]*Header, len(files)), res: &MergeResult{}, labelOrd: map[string]int{}}
-	// A parallel worker keeps about two cores busy (parse, compress),
-	// three with readahead decompression, which only pays when cores are
-	// left over; without it decompression costs less CPU and memory.
-	p.readahead = 3*min(conc, len(files)) <= runtime.GOMAXPROCS(0)
+	// A parallel worker runs decompress+parse (the longer half) and
+	// compress on two goroutines. Decompressing on a third (readahead)
+	// shortens that critical path when each worker has two cores or more;
+	// on fewer every core is busy anyway, and without it decompression
+	// costs less CPU and memory.
+	p.readahead = 2*min(conc, len(files)) <= runtime.GOMAXPROCS(0)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(conc)
 	for i, f := range files {
