@@ -13,7 +13,9 @@
 //     Perfetto-loadable trace: pids labelled "[TP00-DP00] <pid>" as SGLang's
 //     merger does, process sort indexes rank-major, timestamps moved onto the
 //     earliest baseTimeNanoseconds, flow ids namespaced per rank; memory stays
-//     bounded by one event plus the compression buffers.
+//     bounded by one event plus the compression buffers. A .gz output is
+//     written in parallel, one worker per rank compressing its section to a
+//     spool, joined into a single standard gzip member (merge_gzip.go).
 //   - AnalyzePath / AnalyzeFiles produce a Summary (JSON-stable, see
 //     SummaryVersion): GPU busy time per device as an interval union, kernel
 //     families and top kernels, the per-step table joined through CUPTI

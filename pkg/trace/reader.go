@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/containerd/errdefs"
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/pgzip"
 )
 
@@ -144,7 +145,11 @@ type Reader struct {
 
 // Open opens a trace file, gzip-compressed or not (detected from its first
 // bytes, not its name). Close releases it.
-func Open(path string) (*Reader, error) {
+func Open(path string) (*Reader, error) { return openTrace(path, true) }
+
+// openTrace is Open; readahead decompresses on a goroutine of its own,
+// ahead of the parser, which pays when cores would otherwise sit idle.
+func openTrace(path string, readahead bool) (*Reader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -152,7 +157,7 @@ func Open(path string) (*Reader, error) {
 		}
 		return nil, fmt.Errorf("open trace %s: %w", path, err)
 	}
-	r, err := NewReader(f)
+	r, err := newReader(f, readahead)
 	if err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("open trace %s: %w", path, err)
@@ -162,7 +167,9 @@ func Open(path string) (*Reader, error) {
 }
 
 // NewReader returns a Reader over r, decompressing gzip input transparently.
-func NewReader(r io.Reader) (*Reader, error) {
+func NewReader(r io.Reader) (*Reader, error) { return newReader(r, true) }
+
+func newReader(r io.Reader, readahead bool) (*Reader, error) {
 	cr := &countingReader{r: r}
 	br := bufio.NewReaderSize(cr, 64<<10)
 	rd := &Reader{buf: make([]byte, initialBuf), compBytes: cr}
@@ -171,7 +178,12 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, fmt.Errorf("read trace: %w", err)
 	}
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := pgzip.NewReaderN(br, 1<<20, 3)
+		var zr io.ReadCloser
+		if readahead {
+			zr, err = pgzip.NewReaderN(br, 1<<20, 3)
+		} else {
+			zr, err = gzip.NewReader(br)
+		}
 		if err != nil {
 			return nil, &SyntaxError{Msg: "bad gzip header: " + err.Error()}
 		}
