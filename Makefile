@@ -37,8 +37,10 @@ vet:
 staticcheck:
 	$(GO) tool staticcheck ./...
 
-unit-test: ## go test -race ./... (integration tests use the local Docker engine)
+unit-test: ## go test -race ./... (integration tests use the local Docker engine), then the trace engine without -race
 	$(GO) test $(GOFLAGS_TEST) ./...
+	# The largest fixtures' reference checks are too slow under -race; run them plain.
+	$(GO) test -count=1 ./pkg/trace/...
 
 verify-unit: build ## systemd-analyze verify on the unit (skipped with a message where systemd-analyze is missing)
 	@if command -v systemd-analyze >/dev/null; then \

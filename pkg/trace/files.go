@@ -211,7 +211,7 @@ func Discover(dir string, opts DiscoverOptions) ([]RankFile, error) {
 				return nil, fmt.Errorf("no trace files for profile %q in %s (found %s): %w", opts.Profile, dir, strings.Join(sortedKeys(profiles), ", "), errdefs.ErrNotFound)
 			}
 		} else if len(profiles) > 1 {
-			return nil, fmt.Errorf("%s holds traces of %d profiles (%s): choose one with the profile option: %w", dir, len(profiles), strings.Join(sortedKeys(profiles), ", "), errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("%s holds traces of %d profiles (%s): choose one (sglangctl: --profile ID; API: profile): %w", dir, len(profiles), strings.Join(sortedKeys(profiles), ", "), errdefs.ErrInvalidArgument)
 		}
 	}
 	if len(files) == 0 {
