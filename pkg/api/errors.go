@@ -1,9 +1,10 @@
 package api
 
 import (
+	"github.com/sglangd/sglangd/internal/hint"
+
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/containerd/errdefs"
@@ -87,35 +88,17 @@ func (e *Error) Unwrap() error {
 
 // Hinter is implemented by errors that know what the user should do next.
 // The server copies the hint into the error body; the CLI prints it.
-type Hinter interface {
-	Hint() string
-}
-
-// hinted attaches a hint to an error without changing its message or class.
-type hinted struct {
-	err  error
-	hint string
-}
-
-func (h *hinted) Error() string { return h.err.Error() }
-func (h *hinted) Unwrap() error { return h.err }
-func (h *hinted) Hint() string  { return h.hint }
+type Hinter = hint.Hinter
 
 // WithHint returns err annotated with a hint for the user.
-func WithHint(err error, format string, args ...any) error {
-	if err == nil {
-		return nil
-	}
-	return &hinted{err: err, hint: fmt.Sprintf(format, args...)}
-}
+func WithHint(err error, format string, args ...any) error { return hint.Withf(err, format, args...) }
 
 // HintOf returns the first hint found in err's chain, or "". An *Error
 // decoded from the daemon carries its hint as a field, not a method, so it
 // is looked for too.
 func HintOf(err error) string {
-	var h Hinter
-	if errors.As(err, &h) {
-		return h.Hint()
+	if h := hint.Of(err); h != "" {
+		return h
 	}
 	var e *Error
 	if errors.As(err, &e) {

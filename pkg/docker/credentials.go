@@ -1,6 +1,8 @@
 package docker
 
 import (
+	"github.com/sglangd/sglangd/internal/hint"
+
 	"fmt"
 	"os"
 	"os/exec"
@@ -111,12 +113,12 @@ func (c Credentials) resolve(host string) (encoded, source string, err error) {
 	}
 	cf, err := cliconfig.Load(c.configDir())
 	if err != nil {
-		return "", "", withHint(fmt.Errorf("docker client config %s: %w: %v", filepath.Join(c.configDir(), cliconfig.ConfigFileName), errdefs.ErrInvalidArgument, err),
+		return "", "", hint.With(fmt.Errorf("docker client config %s: %w: %v", filepath.Join(c.configDir(), cliconfig.ConfigFileName), errdefs.ErrInvalidArgument, err),
 			"fix or remove the file, or set docker.use_docker_config: false")
 	}
 	ac, err := cf.GetAuthConfig(host)
 	if err != nil {
-		return "", "", withHint(fmt.Errorf("credentials for %s from the docker client config: %w: %v", host, errdefs.ErrFailedPrecondition, err),
+		return "", "", hint.With(fmt.Errorf("credentials for %s from the docker client config: %w: %v", host, errdefs.ErrFailedPrecondition, err),
 			"install the credential helper named in config.json (credsStore/credHelpers) on sglangd's PATH, or log in again")
 	}
 	if ac.Username == "" && ac.Password == "" && ac.IdentityToken == "" && ac.RegistryToken == "" && ac.Auth == "" {

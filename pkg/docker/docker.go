@@ -26,6 +26,8 @@
 package docker
 
 import (
+	"github.com/sglangd/sglangd/internal/hint"
+
 	"context"
 	"errors"
 	"fmt"
@@ -298,7 +300,7 @@ func (m *Manager) Info(ctx context.Context) (*EngineInfo, error) {
 // reached is unavailable, with a hint on what to check.
 func (m *Manager) engineError(op string, err error) error {
 	if client.IsErrConnectionFailed(err) || errors.Is(err, errdefs.ErrUnavailable) {
-		return withHint(fmt.Errorf("docker %s: engine at %s unreachable: %w: %v", op, m.cli.DaemonHost(), errdefs.ErrUnavailable, err),
+		return hint.With(fmt.Errorf("docker %s: engine at %s unreachable: %w: %v", op, m.cli.DaemonHost(), errdefs.ErrUnavailable, err),
 			"is dockerd running (systemctl status docker)? is docker.host / DOCKER_HOST right, and may the sglangd user use the socket (docker group)?")
 	}
 	return fmt.Errorf("docker %s: %w", op, err)

@@ -1,35 +1,16 @@
 package docker
 
 import (
-	"errors"
+	"github.com/sglangd/sglangd/internal/hint"
+
 	"fmt"
 	"strings"
 
 	"github.com/containerd/errdefs"
 )
 
-// hinted attaches a hint for the user. It implements the Hint() method the
-// API server looks for, so the hint reaches `sglangctl` without this
-// package importing the API.
-type hinted struct {
-	err  error
-	hint string
-}
-
-func (h *hinted) Error() string { return h.err.Error() }
-func (h *hinted) Unwrap() error { return h.err }
-func (h *hinted) Hint() string  { return h.hint }
-
-func withHint(err error, hint string) error { return &hinted{err: err, hint: hint} }
-
 // HintOf returns the first hint in err's chain, or "".
-func HintOf(err error) string {
-	var h interface{ Hint() string }
-	if errors.As(err, &h) {
-		return h.Hint()
-	}
-	return ""
-}
+func HintOf(err error) string { return hint.Of(err) }
 
 // PullFailure says why a pull failed, so callers can branch without
 // parsing messages.
@@ -215,19 +196,19 @@ func startError(name string, err error) error {
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "could not select device driver"):
-		return withHint(fmt.Errorf("start container %s: no GPU device driver on this engine: %w: %v", name, errdefs.ErrFailedPrecondition, err),
+		return hint.With(fmt.Errorf("start container %s: no GPU device driver on this engine: %w: %v", name, errdefs.ErrFailedPrecondition, err),
 			"install the NVIDIA Container Toolkit and run `nvidia-ctk runtime configure --runtime=docker && systemctl restart docker`, or set docker.gpu_driver: cdi on engines with CDI (28.2+)")
 	case strings.Contains(msg, "unresolvable CDI devices"):
-		return withHint(fmt.Errorf("start container %s: CDI devices missing: %w: %v", name, errdefs.ErrFailedPrecondition, err),
+		return hint.With(fmt.Errorf("start container %s: CDI devices missing: %w: %v", name, errdefs.ErrFailedPrecondition, err),
 			"generate the CDI spec: `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`")
 	case strings.Contains(msg, "error setting rlimit") || strings.Contains(msg, "setrlimit"):
-		return withHint(fmt.Errorf("start container %s: the engine may not raise the container's ulimits: %w: %v", name, errdefs.ErrFailedPrecondition, err),
+		return hint.With(fmt.Errorf("start container %s: the engine may not raise the container's ulimits: %w: %v", name, errdefs.ErrFailedPrecondition, err),
 			"this engine lacks CAP_SYS_RESOURCE (rootless or unprivileged): remove docker.ulimits.memlock (or lower it) in the config")
 	case strings.Contains(msg, "port is already allocated") || strings.Contains(msg, "address already in use"):
-		return withHint(fmt.Errorf("start container %s: port in use: %w: %v", name, errdefs.ErrConflict, err),
+		return hint.With(fmt.Errorf("start container %s: port in use: %w: %v", name, errdefs.ErrConflict, err),
 			"another process or server holds the port: stop it or choose another port")
 	case strings.Contains(msg, "Unknown runtime") || strings.Contains(msg, "unknown or invalid runtime"):
-		return withHint(fmt.Errorf("start container %s: %w: %v", name, errdefs.ErrFailedPrecondition, err),
+		return hint.With(fmt.Errorf("start container %s: %w: %v", name, errdefs.ErrFailedPrecondition, err),
 			"the nvidia runtime is not registered with dockerd: `nvidia-ctk runtime configure --runtime=docker`")
 	}
 	return fmt.Errorf("start container %s: %w", name, err)

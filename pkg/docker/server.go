@@ -1,6 +1,8 @@
 package docker
 
 import (
+	"github.com/sglangd/sglangd/internal/hint"
+
 	"context"
 	"fmt"
 	"net/http"
@@ -86,7 +88,7 @@ func (m *Manager) Start(ctx context.Context, spec ServerSpec) (*Server, error) {
 	ref, _ := NormalizeRef(s.Image)
 	if _, err := m.Inspect(ctx, ref); err != nil {
 		if errdefs.IsNotFound(err) {
-			return nil, withHint(fmt.Errorf("server image %s is not present: %w", ref, errdefs.ErrNotFound),
+			return nil, hint.With(fmt.Errorf("server image %s is not present: %w", ref, errdefs.ErrNotFound),
 				"pull it first (`sglangctl image pull`)")
 		}
 		return nil, err
@@ -152,7 +154,7 @@ func (m *Manager) create(ctx context.Context, name, session string, cfg *contain
 		}
 		l := old.Container.Config.Labels
 		if l[LabelManaged] != "true" || l[LabelSession] != session || l[LabelInstance] != m.opts.Instance {
-			return "", withHint(fmt.Errorf("container name %s is taken by another container: %w", name, errdefs.ErrAlreadyExists),
+			return "", hint.With(fmt.Errorf("container name %s is taken by another container: %w", name, errdefs.ErrAlreadyExists),
 				"remove it (`docker rm -f "+name+"`) if it is a leftover")
 		}
 		m.mu.Lock()
@@ -286,7 +288,7 @@ func (m *Manager) WaitReady(ctx context.Context, srv *Server) error {
 				return ctx.Err()
 			}
 			m.metrics.starts.WithLabelValues("timeout").Inc()
-			return withHint(fmt.Errorf("sglang server %s not ready after %s (last /health: %s): %w; last log lines:\n%s",
+			return hint.With(fmt.Errorf("sglang server %s not ready after %s (last /health: %s): %w; last log lines:\n%s",
 				srv.Name, m.opts.ReadyTimeout, last, context.DeadlineExceeded, joinLines(srv.Tail(m.opts.LogTailLines))),
 				"loading big weights takes long: raise docker.ready_timeout, or read the server log at "+srv.LogPath)
 		case <-timer.C:

@@ -1,6 +1,8 @@
 package gpu
 
 import (
+	"github.com/sglangd/sglangd/internal/hint"
+
 	"context"
 	"fmt"
 	"slices"
@@ -63,7 +65,7 @@ func (m *Manager) Allocate(ctx context.Context, req Request) (Allocation, error)
 	}
 	if m.opts.Mode == ModeNone {
 		if len(req.Devices) > 0 {
-			return Allocation{}, withHint(fmt.Errorf("session %s names GPUs %s but gpu.mode is none: %w",
+			return Allocation{}, hint.With(fmt.Errorf("session %s names GPUs %s but gpu.mode is none: %w",
 				req.Session, strings.Join(req.Devices, ","), errdefs.ErrInvalidArgument),
 				"drop the GPU list from the spec, or set gpu.mode: nvml on a GPU host")
 		}
@@ -154,7 +156,7 @@ const busyHint = "wait for the other session to finish, name free GPUs in the sp
 
 func (m *Manager) pickAny(req Request, devs []Device, allowForeign bool) ([]Device, error) {
 	if req.Count > len(devs) {
-		return nil, withHint(fmt.Errorf("session %s needs %d GPUs (tp_size × dp_size) but this host has %d: %w",
+		return nil, hint.With(fmt.Errorf("session %s needs %d GPUs (tp_size × dp_size) but this host has %d: %w",
 			req.Session, req.Count, len(devs), errdefs.ErrResourceExhausted),
 			fmt.Sprintf("lower tp_size × dp_size to at most %d, or run the session on a bigger host", len(devs)))
 	}
@@ -168,7 +170,7 @@ func (m *Manager) pickAny(req Request, devs []Device, allowForeign bool) ([]Devi
 		free = append(free, d)
 	}
 	if len(free) < req.Count {
-		return nil, withHint(fmt.Errorf("session %s needs %d GPUs but only %d of %d are free: %s: %w",
+		return nil, hint.With(fmt.Errorf("session %s needs %d GPUs but only %d of %d are free: %s: %w",
 			req.Session, req.Count, len(free), len(devs), strings.Join(busy, "; "), errdefs.ErrConflict), busyHint)
 	}
 	return free[:req.Count], nil
@@ -193,7 +195,7 @@ func (m *Manager) pickExplicit(req Request, devs []Device, allowForeign bool) ([
 		picked = append(picked, d)
 	}
 	if len(busy) > 0 {
-		return nil, withHint(fmt.Errorf("session %s cannot have the GPUs it names: %s: %w", req.Session, strings.Join(busy, "; "), errdefs.ErrConflict), busyHint)
+		return nil, hint.With(fmt.Errorf("session %s cannot have the GPUs it names: %s: %w", req.Session, strings.Join(busy, "; "), errdefs.ErrConflict), busyHint)
 	}
 	return picked, nil
 }
@@ -209,7 +211,7 @@ func findDevice(devs []Device, id string) (Device, error) {
 				return d, nil
 			}
 		}
-		return Device{}, withHint(fmt.Errorf("gpu index %d: %w: this host has GPUs 0-%d", n, errdefs.ErrNotFound, len(devs)-1),
+		return Device{}, hint.With(fmt.Errorf("gpu index %d: %w: this host has GPUs 0-%d", n, errdefs.ErrNotFound, len(devs)-1),
 			"run `sglangctl gpu list` to see the GPUs")
 	}
 	for _, d := range devs {
@@ -220,7 +222,7 @@ func findDevice(devs []Device, id string) (Device, error) {
 	if !strings.HasPrefix(strings.ToUpper(id), "GPU-") {
 		return Device{}, fmt.Errorf("gpu %q: %w: expected an index such as 0 or a full UUID (GPU-8f6c2c1e-...) as nvidia-smi -L prints it", id, errdefs.ErrInvalidArgument)
 	}
-	return Device{}, withHint(fmt.Errorf("gpu %s: %w on this host", id, errdefs.ErrNotFound), "run `sglangctl gpu list` to see the GPUs")
+	return Device{}, hint.With(fmt.Errorf("gpu %s: %w on this host", id, errdefs.ErrNotFound), "run `sglangctl gpu list` to see the GPUs")
 }
 
 func (m *Manager) commit(session string, uuids []string, indices []int) (Allocation, error) {

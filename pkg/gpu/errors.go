@@ -35,16 +35,3 @@ func (e *DriverNotFoundError) Hint() string {
 // Unwrap classifies the error as errdefs.ErrFailedPrecondition: the host
 // has to change before GPU work can run.
 func (e *DriverNotFoundError) Unwrap() error { return errdefs.ErrFailedPrecondition }
-
-// hinted carries a hint for the user next to a classified error. It has
-// the same Hint method that package api looks for, without importing it.
-type hinted struct {
-	err  error
-	hint string
-}
-
-func (h *hinted) Error() string { return h.err.Error() }
-func (h *hinted) Unwrap() error { return h.err }
-func (h *hinted) Hint() string  { return h.hint }
-
-func withHint(err error, hint string) error { return &hinted{err: err, hint: hint} }

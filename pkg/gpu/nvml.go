@@ -1,6 +1,8 @@
 package gpu
 
 import (
+	"github.com/sglangd/sglangd/internal/hint"
+
 	"fmt"
 
 	"github.com/NVIDIA/go-nvml/pkg/dl"
@@ -55,7 +57,7 @@ func initError(library string, ret nvml.Return) error {
 		return &DriverNotFoundError{Library: library, NotLoaded: true,
 			Detail: "the library loaded but the kernel driver did not answer: " + ret.Error()}
 	case nvml.ERROR_NO_PERMISSION:
-		return withHint(fmt.Errorf("NVML init: %s: %w", ret.Error(), errdefs.ErrPermissionDenied),
+		return hint.With(fmt.Errorf("NVML init: %s: %w", ret.Error(), errdefs.ErrPermissionDenied),
 			"the sglangd user needs read-write access to /dev/nvidia*")
 	}
 	return fmt.Errorf("NVML init (%s): %s: %w", library, ret.Error(), errdefs.ErrUnavailable)
