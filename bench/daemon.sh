@@ -16,7 +16,7 @@ ready_ms=()
 for i in 1 2 3 4 5; do
   sock="$work/s$i.sock"
   t0=$(date +%s%N)
-  SGLANGD_CONFIG= bin/sglangd --data-dir "$work/d$i" --socket "$sock" --log-level error 2>/dev/null &
+  SGLANGD_CONFIG= SGLANGD_GPU_MODE=${SGLANGD_GPU_MODE:-none} HF_ENDPOINT=http://127.0.0.1:9 bin/sglangd --data-dir "$work/d$i" --socket "$sock" --log-level error 2>/dev/null &
   pid=$!
   until curl -sf --unix-socket "$sock" http://x/readyz >/dev/null 2>&1; do sleep 0.002; done
   t1=$(date +%s%N)
