@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -27,21 +26,6 @@ func (s *stubGPUs) GPUs(_ context.Context, imageCUDA string) (*api.GPUList, erro
 	return s.list, s.err
 }
 
-func newGPUTestClient(t *testing.T, b server.GPUBackend) *api.Client {
-	t.Helper()
-	srv, err := server.New(server.Options{GPUs: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler(false))
-	t.Cleanup(hs.Close)
-	c, err := api.NewClient(hs.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 // hinted mimics how package gpu attaches hints to its errors.
 type hinted struct{ error }
 
@@ -53,7 +37,7 @@ func TestListGPUs(t *testing.T) {
 	b := &stubGPUs{list: &api.GPUList{Mode: "nvml", Driver: api.GPUDriver{Version: "580.159.04", CUDAVersion: "13.0"},
 		Gate: api.GPUGate{OK: true, MinDriver: "570", Required: "580.65.06", ImageCUDA: "13.0"},
 		GPUs: []api.GPU{{Index: 0, UUID: "GPU-1", Name: "NVIDIA H200", MemoryTotalBytes: 150754820096, Processes: []api.GPUProcess{}}}}}
-	c := newGPUTestClient(t, b)
+	c := newTestClient(t, server.Options{GPUs: b})
 
 	l, err := c.GPUs(ctx, "13.0.2")
 	if err != nil {
@@ -73,7 +57,7 @@ func TestListGPUs(t *testing.T) {
 func TestListGPUs_Errors(t *testing.T) {
 	ctx := context.Background()
 	noDriver := hinted{fmt.Errorf("NVIDIA driver not found (libnvidia-ml.so.1): libnvidia-ml.so.1: cannot open shared object file: No such file or directory: %w", errdefs.ErrFailedPrecondition)}
-	c := newGPUTestClient(t, &stubGPUs{err: noDriver})
+	c := newTestClient(t, server.Options{GPUs: &stubGPUs{err: noDriver}})
 	_, err := c.GPUs(ctx, "")
 	var ae *api.Error
 	if !errors.As(err, &ae) || ae.Status != http.StatusPreconditionFailed || ae.Code != api.CodeFailedPrecondition ||
@@ -84,7 +68,7 @@ func TestListGPUs_Errors(t *testing.T) {
 		t.Errorf("message = %q", ae.Message)
 	}
 
-	c = newGPUTestClient(t, nil)
+	c = newTestClient(t, server.Options{})
 	if _, err := c.GPUs(ctx, ""); !errors.Is(err, errdefs.ErrNotImplemented) {
 		t.Errorf("no backend: %v; want not implemented", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -57,21 +56,6 @@ type hintedPull struct{ error }
 func (hintedPull) Hint() string    { return "set NGC_API_KEY" }
 func (h hintedPull) Unwrap() error { return h.error }
 
-func newImageTestClient(t *testing.T, b server.ImageBackend) *api.Client {
-	t.Helper()
-	srv, err := server.New(server.Options{Images: b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler(false))
-	t.Cleanup(hs.Close)
-	c, err := api.NewClient(hs.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 func TestPullImage(t *testing.T) {
 	ctx := context.Background()
 	events := []api.ImagePullEvent{
@@ -81,7 +65,7 @@ func TestPullImage(t *testing.T) {
 		{Layer: "aaa", Status: "Pull complete"},
 	}
 	b := &stubImages{events: events}
-	c := newImageTestClient(t, b)
+	c := newTestClient(t, server.Options{Images: b})
 	var got []api.ImagePullEvent
 	img, err := c.PullImage(ctx, api.ImagePullRequest{}, func(ev api.ImagePullEvent) error {
 		got = append(got, ev)
@@ -111,7 +95,7 @@ func TestPullImage(t *testing.T) {
 
 	// A failed pull keeps its class and hint across the wire.
 	b2 := &stubImages{events: events[:2], err: hintedPull{fmt.Errorf("pull x: registry refused the credentials: %w", errdefs.ErrUnauthenticated)}}
-	c2 := newImageTestClient(t, b2)
+	c2 := newTestClient(t, server.Options{Images: b2})
 	_, err = c2.PullImage(ctx, api.ImagePullRequest{Ref: "nvcr.io/nvidia/sglang:26.01-py3", Policy: api.PullIfMissing}, nil)
 	if !errors.Is(err, errdefs.ErrUnauthenticated) || api.HintOf(err) != "set NGC_API_KEY" {
 		t.Errorf("failed pull: %v (hint %q)", err, api.HintOf(err))
@@ -121,7 +105,7 @@ func TestPullImage(t *testing.T) {
 	if err != nil || !l.Present || len(l.Images) != 1 {
 		t.Errorf("Images: %+v %v", l, err)
 	}
-	if _, err := newImageTestClient(t, nil).Images(ctx); !errors.Is(err, errdefs.ErrNotImplemented) {
+	if _, err := newTestClient(t, server.Options{}).Images(ctx); !errors.Is(err, errdefs.ErrNotImplemented) {
 		t.Errorf("no backend: %v", err)
 	}
 }
